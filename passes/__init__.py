@@ -1,0 +1,1 @@
+"""ONNX graph passes. `passes.fc_to_conv` rewrites fully connected layers into convolutions."""

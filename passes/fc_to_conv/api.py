@@ -1,0 +1,90 @@
+"""The Python API: convert a model (or a file) and get the model and its report back.
+
+    from passes.fc_to_conv import convert, convert_file, Options
+    model, report = convert(onnx.load("in.onnx"))
+    report = convert_file("in.onnx", "out.onnx", Options(layout="spatial"))
+
+The CLI (__main__.py) maps each flag to one field of Options.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+
+from . import inputs as feeds_mod
+from . import model_io
+from .errors import BadInput
+from .graph_pass import run_pass
+from .report import Report, op_counts
+from .shapes import infer
+from .verify import TOLERANCES, compare_models, run_checker
+
+
+@dataclass
+class Options:
+    layout: str = "spatial"             # "spatial" or "batch": see layout.py
+    verify: bool = True                 # run original and result on onnxruntime and compare every output
+    input_shapes: Dict[str, List[int]] = field(default_factory=dict)   # fixed shapes for the verification
+    inputs: Optional[Dict[str, np.ndarray]] = None                      # the user's own input arrays
+    input_sets: int = 3
+    seed: int = 0
+    rtol: Optional[float] = None        # None: per-dtype default from verify.TOLERANCES
+    atol: Optional[float] = None
+
+
+def _tolerances(report: Report, options: Options) -> Tuple[float, float]:
+    low = any(c.dtype in ("float16", "bfloat16") for c in report.converted)
+    rtol, atol = TOLERANCES["float16" if low else "float32"]
+    return (options.rtol if options.rtol is not None else rtol,
+            options.atol if options.atol is not None else atol)
+
+
+def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[onnx.ModelProto, Report]:
+    """Rewrite the FC layers of a copy of `model` into Convs; verify the copy unless options.verify is False.
+
+    The input model is not modified. Check `report.verified` (or report.verification) before using the result.
+    """
+    options = options or Options()
+    report = Report(layout=options.layout, ops_before=op_counts(model.graph))
+    new = onnx.ModelProto()
+    new.CopyFrom(model)
+    result = run_pass(new, options.layout)
+    report.converted, report.skipped = result.converted, result.skipped
+    report.ops_after = op_counts(new.graph)
+    if options.verify:
+        feeds = feeds_mod.make_feeds(model, infer(model), options.input_sets, options.seed,
+                                     options.input_shapes, options.inputs)
+        rtol, atol = _tolerances(report, options)
+        report.verification = compare_models(model, new, feeds, rtol, atol)
+        ok, why = run_checker(new)
+        if ok:
+            report.verification.checker = "PASSED"
+        else:
+            ok_before, _ = run_checker(model)
+            report.verification.checker = (f"FAILED: {why}" if ok_before else
+                                           f"not clean, as the original is not: {why}")
+    return new, report
+
+
+def convert_file(input_path: str, output_path: str, options: Optional[Options] = None) -> Report:
+    """Convert the model at `input_path` and write it to `output_path` if it verified (or verify is off).
+
+    Raises BadInput for an unusable input or output path. Nothing is written when verification fails.
+    """
+    options = options or Options()
+    if os.path.abspath(output_path) == os.path.abspath(input_path):
+        raise BadInput(f"{output_path}: the output would overwrite the input; choose another output path")
+    out_dir = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(out_dir):
+        raise BadInput(f"{output_path}: the output folder {out_dir} does not exist")
+    model, had_external = model_io.load(input_path)
+    new, report = convert(model, options)
+    report.input, report.output = input_path, output_path
+    if not options.verify or report.verified:
+        model_io.save(new, output_path, model_io.needs_external(new, had_external))
+        report.written = True
+    return report

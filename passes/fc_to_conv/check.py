@@ -1,0 +1,128 @@
+"""Check: decide for one matched FC layer whether it can become a 1x1 Conv, and fold its weights if so.
+
+Returns a Plan (everything the rewrite needs, weights already folded) or a Skip with a one-line reason.
+Nothing here edits the graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import onnx
+
+from . import fold
+from .constants import Constants
+from .match import Candidate
+from .shapes import Dim, TypeShape
+
+T = onnx.TensorProto
+CONV_DTYPES = {T.FLOAT: "float32", T.FLOAT16: "float16", T.BFLOAT16: "bfloat16"}
+MAX_RANK = 4
+
+
+@dataclass
+class Plan:
+    cand: Candidate
+    x_dims: List[Dim]            # dims of the activation as it enters the layer
+    k: int
+    n: int
+    dtype: int
+    weight: np.ndarray           # Conv weight [N, K, 1, 1]
+    weight_key: tuple            # equal keys share one folded initializer
+    bias: Optional[np.ndarray] = None
+    bias_key: Optional[tuple] = None
+    fuse_add: bool = False       # the matched Add is folded into the Conv bias
+    post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
+    post_scale: float = 1.0      # beta for a non-constant C
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def rank(self) -> int:
+        return len(self.x_dims)
+
+
+@dataclass
+class Skip:
+    cand: Candidate
+    reason: str
+
+
+def _dtype_reason(dtype: int, opset: int) -> Optional[str]:
+    if dtype in (T.FLOAT, T.FLOAT16):
+        return None
+    if dtype == T.BFLOAT16:
+        return None if opset >= 22 else f"bfloat16: Conv has no bfloat16 before opset 22 (model is opset {opset})"
+    if dtype == T.DOUBLE:
+        return ("float64: onnxruntime has no float64 Conv on CPU, so the rewritten layer could neither run "
+                "nor be verified there")
+    name = onnx.helper.tensor_dtype_to_string(dtype).replace("TensorProto.", "").lower()
+    return f"{name} weights: Conv has no form for this type (integer FC layers are left as they are)"
+
+
+def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opset: int) -> Union[Plan, Skip]:
+    node = cand.node
+    if cand.op == "Gemm" and len(node.input) < 2 or cand.op == "MatMul" and len(node.input) != 2:
+        return Skip(cand, f"{cand.op} with {len(node.input)} inputs")
+    w = consts.value(cand.w)
+    if w is None:
+        x_const = consts.value(cand.x) if cand.op == "MatMul" else None
+        if x_const is not None:
+            return Skip(cand, "the constant is the left operand (W @ x): not a rewritable FC layer")
+        return Skip(cand, "weight is not a constant: " + consts.reason(cand.w))
+    if w.ndim != 2:
+        return Skip(cand, f"weight has shape {list(w.shape)}: only a 2-D weight is a fully connected layer")
+    dtype = onnx.helper.np_dtype_to_tensor_dtype(w.dtype)
+    why = _dtype_reason(dtype, opset)
+    if why:
+        return Skip(cand, why)
+
+    if cand.op == "Gemm":
+        k, n = (w.shape[1], w.shape[0]) if cand.trans_b else w.shape
+        x_type = shapes.get(cand.x, (dtype, None))
+        x_dims = x_type[1] if x_type[1] is not None and len(x_type[1]) == 2 else [None, None]
+        x_dims = list(x_dims)
+        if cand.trans_a:  # A is [K, M]: record it as [M, K] and let the layout read it transposed
+            x_dims = [x_dims[1], x_dims[0]]
+    else:
+        k, n = w.shape
+        x_type = shapes.get(cand.x)
+        if x_type is None or x_type[1] is None:
+            return Skip(cand, f"rank of activation '{cand.x}' is unknown (shape inference could not derive it)")
+        x_dims = list(x_type[1])
+        if not 1 <= len(x_dims) <= MAX_RANK:
+            return Skip(cand, f"activation '{cand.x}' has rank {len(x_dims)}: ranks 1 to {MAX_RANK} are laid out "
+                              "as images")
+    if isinstance(x_dims[-1], int) and x_dims[-1] != k:
+        return Skip(cand, f"activation '{cand.x}' has {x_dims[-1]} features but the weight expects {k}")
+    x_dims[-1] = k
+
+    alpha = cand.alpha if cand.op == "Gemm" else 1.0
+    plan = Plan(cand, x_dims, k, n, dtype, fold.conv_weight(w, cand.trans_b, alpha),
+                weight_key=(cand.w, cand.trans_b, alpha))
+    out_rank = len(x_dims) if cand.op == "Gemm" or len(x_dims) > 1 else 1
+
+    if cand.op == "Gemm" and cand.c is not None:
+        c = consts.value(cand.c)
+        if c is None:
+            plan.post_add, plan.post_scale = cand.c, cand.beta
+            plan.notes.append(f"bias '{cand.c}' is not a constant: kept as an Add after the Conv")
+        elif fold.per_channel_bias(c, n, 2):
+            plan.bias, plan.bias_key = fold.conv_bias(c, n, cand.beta, w.dtype), (cand.c, cand.beta)
+        else:
+            plan.post_add = fold.post_add_term(c, cand.beta).astype(w.dtype)
+            plan.notes.append(f"bias '{cand.c}' of shape {list(c.shape)} varies along the rows: kept as an Add "
+                              "after the Conv")
+    elif cand.add is not None:
+        c = consts.value(cand.c)
+        add = cand.add.name or cand.add.output[0]
+        if c is None:
+            plan.notes.append(f"Add '{add}' kept: its operand is not a constant")
+        elif c.dtype != w.dtype:
+            plan.notes.append(f"Add '{add}' kept: its operand is {c.dtype}, the weight {w.dtype}")
+        elif not fold.per_channel_bias(c, n, out_rank):
+            plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not a per-channel bias "
+                              f"of the [..., {n}] output")
+        else:
+            plan.bias, plan.bias_key, plan.fuse_add = fold.conv_bias(c, n), (cand.c, 1.0), True
+    return plan

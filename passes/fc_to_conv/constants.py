@@ -1,0 +1,153 @@
+"""Which tensors are constants, and their values as numpy arrays.
+
+A tensor is constant when it is
+- an initializer that no graph input can override (from IR version 4 on, an initializer that is also listed as a
+  graph input is a default value the caller may replace; below IR 4 every initializer is listed as an input and
+  all of them are constants),
+- the output of a Constant node, or
+- the output of a small set of shape- and value-preserving ops (Identity, Transpose, Cast, Reshape, Squeeze,
+  Unsqueeze, Flatten, and element-wise Mul/Div/Add/Sub with constants) whose inputs are all constants:
+  exporters compute weights this way, e.g. `MatMul(x, Transpose(W))`.
+
+Everything else, including anything that depends on a graph input, is not constant, and `reason(name)` says why in
+one line. Values of an outer scope (weights of a main graph read inside an If or Loop body) resolve through
+`outer`.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .graph_index import GraphIndex
+
+FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
+                "Mul", "Div", "Add", "Sub")
+
+
+def _constant_node_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+    return None  # sparse_value and string values are not weights
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.ndarray:
+    op = node.op_type
+    if op == "Identity":
+        return args[0]
+    if op == "Transpose":
+        return np.transpose(args[0], _attr(node, "perm"))
+    if op == "Cast":
+        to = helper.tensor_dtype_to_np_dtype(_attr(node, "to"))
+        return args[0].astype(to)
+    if op == "Reshape":
+        shape = args[1] if len(args) > 1 else np.array(_attr(node, "shape"))
+        shape = [int(d) for d in shape]
+        if _attr(node, "allowzero", 0) == 0:
+            shape = [args[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
+        return args[0].reshape(shape)
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = args[1] if len(args) > 1 else _attr(node, "axes")
+        x = args[0]
+        if op == "Squeeze":
+            return np.squeeze(x) if axes is None else np.squeeze(x, axis=tuple(int(a) for a in axes))
+        out_rank = x.ndim + len(axes)
+        for a in sorted(int(a) % out_rank for a in axes):
+            x = np.expand_dims(x, a)
+        return x
+    if op == "Flatten":
+        axis = _attr(node, "axis", 1) % max(args[0].ndim, 1)
+        return args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)
+    fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op]
+    out = fn(args[0], args[1])
+    if np.issubdtype(args[0].dtype, np.integer) and op == "Div":
+        out = np.trunc(out)
+    return out.astype(args[0].dtype)
+
+
+class Constants:
+    """Constant values of one graph (and, through `outer`, of the graphs around it)."""
+
+    def __init__(self, index: GraphIndex, ir_version: int, opset: int, outer: "Constants | None" = None):
+        self.index = index
+        self.ir_version = ir_version
+        self.opset = opset
+        self.outer = outer
+        self._cache: Dict[str, Tuple[Optional[np.ndarray], str]] = {}
+
+    def overridable(self, name: str) -> bool:
+        return self.ir_version >= 4 and name in self.index.initializers and name in self.index.graph_inputs
+
+    def value(self, name: str) -> Optional[np.ndarray]:
+        return self._resolve(name)[0]
+
+    def reason(self, name: str) -> str:
+        return self._resolve(name)[1]
+
+    def source_nodes(self, name: str) -> List[onnx.NodeProto]:
+        """The Constant and folded nodes that compute `name` inside this graph (empty for an initializer)."""
+        node = self.index.producer.get(name)
+        if node is None:
+            return []
+        out = [node]
+        for i in node.input:
+            if i:
+                out += self.source_nodes(i)
+        return out
+
+    def _resolve(self, name: str) -> Tuple[Optional[np.ndarray], str]:
+        if name not in self._cache:
+            self._cache[name] = self._compute(name)
+        return self._cache[name]
+
+    def _compute(self, name: str) -> Tuple[Optional[np.ndarray], str]:
+        idx = self.index
+        if name in idx.initializers:
+            if self.overridable(name):
+                return None, (f"'{name}' is an initializer that is also a graph input (IR version "
+                              f"{self.ir_version} >= 4): the caller can override it, so it is not a constant")
+            return numpy_helper.to_array(idx.initializers[name]), ""
+        node = idx.producer.get(name)
+        if node is None:
+            if name in idx.graph_inputs:
+                return None, f"'{name}' is a graph input, not a constant"
+            if self.outer is not None:
+                return self.outer._resolve(name)
+            return None, f"'{name}' has no producer and is not an initializer"
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            value = _constant_node_value(node)
+            if value is None:
+                return None, f"'{name}' comes from a Constant node with a sparse or string value"
+            return value, ""
+        if node.op_type not in FOLDABLE_OPS or node.domain not in ("", "ai.onnx"):
+            return None, f"'{name}' is computed by {node.op_type} node '{node.name}', which is not folded"
+        args = []
+        for i in node.input:
+            if not i:
+                continue
+            v, why = self._resolve(i)
+            if v is None:
+                return None, f"'{name}' depends on a non-constant: {why}"
+            args.append(v)
+        try:
+            return _evaluate(node, args, self.opset), ""
+        except Exception as exc:  # a malformed constant subgraph is a reason to skip, not a crash
+            return None, f"'{name}' could not be folded through {node.op_type} '{node.name}': {exc}"

@@ -1,0 +1,93 @@
+"""Who produces and who reads each tensor of a graph, and which names are taken in the whole model.
+
+Built once per pass run and kept up to date by the rewrite, so that no step scans the node list per layer.
+A node that holds subgraphs (If, Loop, Scan) counts as a reader of every outer-scope tensor its bodies use.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, Iterator, List, Set
+
+import onnx
+
+
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def outer_names_used(graph: onnx.GraphProto) -> Set[str]:
+    """Names a (sub)graph reads that it does not define itself: its references to the outer scope."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    used: Set[str] = set()
+    for node in graph.node:
+        used.update(n for n in node.input if n)
+        for g in subgraphs(node):
+            used |= outer_names_used(g)
+        defined.update(node.output)
+    used.update(o.name for o in graph.output)
+    return used - defined
+
+
+def all_names(graph: onnx.GraphProto, into: Set[str]) -> Set[str]:
+    """Every tensor and node name in a graph and its subgraphs (new names must avoid all of them)."""
+    into.update(i.name for i in graph.input)
+    into.update(o.name for o in graph.output)
+    into.update(t.name for t in graph.initializer)
+    into.update(v.name for v in graph.value_info)
+    for node in graph.node:
+        into.add(node.name)
+        into.update(node.input)
+        into.update(node.output)
+        for g in subgraphs(node):
+            all_names(g, into)
+    return into
+
+
+class GraphIndex:
+    def __init__(self, graph: onnx.GraphProto, taken_names: Set[str]):
+        self.graph = graph
+        self.producer: Dict[str, onnx.NodeProto] = {}
+        self.consumers: Dict[str, List[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            self.add_node(node)
+        self.graph_outputs = {o.name for o in graph.output}
+        self.graph_inputs = {i.name for i in graph.input}
+        self.initializers = {t.name: t for t in graph.initializer}
+        self._taken = taken_names
+
+    def add_node(self, node: onnx.NodeProto) -> None:
+        for out in node.output:
+            if out:
+                self.producer[out] = node
+        reads = {n for n in node.input if n}
+        for g in subgraphs(node):
+            reads |= outer_names_used(g)
+        for name in reads:
+            self.consumers[name].append(node)
+
+    def remove_node(self, node: onnx.NodeProto) -> None:
+        for out in node.output:
+            if self.producer.get(out) is node:
+                del self.producer[out]
+        reads = {n for n in node.input if n}
+        for g in subgraphs(node):
+            reads |= outer_names_used(g)
+        for name in reads:
+            self.consumers[name] = [c for c in self.consumers[name] if c is not node]
+
+    def is_used(self, name: str) -> bool:
+        return bool(self.consumers.get(name)) or name in self.graph_outputs
+
+    def fresh(self, hint: str) -> str:
+        """A name based on `hint` that no tensor or node in the model uses yet."""
+        name, i = hint, 1
+        while name in self._taken:
+            name = f"{hint}_{i}"
+            i += 1
+        self._taken.add(name)
+        return name

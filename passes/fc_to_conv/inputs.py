@@ -1,0 +1,112 @@
+"""Inputs for the verification run: seeded random feeds for every graph input, or the user's own.
+
+- Float inputs: standard normal values. Bool inputs: random True/False.
+- Integer inputs read by a Gather as indices (token ids, position ids): uniform in [0, size of the gathered axis),
+  so every id is valid. Other integer inputs (attention masks, lengths): ones.
+- Dynamic dims: `--input-shape NAME:DxDxD` fixes an input's whole shape. Otherwise each named dynamic dim
+  (dim_param) takes one value per input set, the same for every input that names it; the i-th distinct name gets
+  2 + i in the first set and one more in each further set, so batch and sequence differ from each other and
+  between sets (a baked-in size then shows up as a failure). Unnamed dynamic dims count as distinct names.
+- `--inputs FILE.npz` supplies arrays by input name; inputs it lacks are generated as above.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .errors import BadInput
+from .shapes import TypeShape, dims_of
+
+
+def parse_input_shapes(specs: List[str]) -> Dict[str, List[int]]:
+    """['input_ids:1x128', 'mask:1x128'] -> {'input_ids': [1, 128], ...}"""
+    shapes: Dict[str, List[int]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = [int(d) for d in dims.split("x")] if dims else []
+            if any(d < 0 for d in shapes[name]):
+                raise ValueError
+        except ValueError:
+            raise BadInput(f"--input-shape {spec!r}: expected NAME:DxD..., e.g. input_ids:1x128") from None
+    return shapes
+
+
+def real_inputs(graph: onnx.GraphProto) -> List[onnx.ValueInfoProto]:
+    """Graph inputs the caller feeds (below IR 4 initializers are listed as inputs too: those are not fed)."""
+    inits = {t.name for t in graph.initializer}
+    return [i for i in graph.input if i.name not in inits]
+
+
+def _index_ranges(graph: onnx.GraphProto, shapes: Dict[str, TypeShape]) -> Dict[str, int]:
+    ranges: Dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type == "Gather" and len(node.input) == 2:
+            data = shapes.get(node.input[0], (0, None))[1]
+            axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+            if data and isinstance(data[axis], int):
+                prev = ranges.get(node.input[1], data[axis])
+                ranges[node.input[1]] = min(prev, data[axis])
+    return ranges
+
+
+def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
+               fixed: Optional[Dict[str, List[int]]] = None,
+               given: Optional[Dict[str, np.ndarray]] = None) -> List[Dict[str, np.ndarray]]:
+    fixed, given = fixed or {}, given or {}
+    inputs = real_inputs(model.graph)
+    names = {i.name for i in inputs}
+    for name in list(fixed) + list(given):
+        if name not in names:
+            raise BadInput(f"'{name}' is not an input of the model; its inputs are: {', '.join(sorted(names))}")
+    ranges = _index_ranges(model.graph, shapes)
+    symbols: Dict[str, int] = {}
+    feeds = []
+    for s in range(sets):
+        rng = np.random.default_rng(seed + s)
+        feed: Dict[str, np.ndarray] = {}
+        for inp in inputs:
+            if inp.name in given:
+                feed[inp.name] = given[inp.name]
+                continue
+            elem, dims = dims_of(inp.type)
+            if elem == 0:
+                raise BadInput(f"input '{inp.name}' is not a tensor; pass its values with --inputs FILE.npz")
+            if inp.name in fixed:
+                shape = fixed[inp.name]
+            else:
+                shape = []
+                for j, d in enumerate(dims or []):
+                    if isinstance(d, int):
+                        shape.append(d)
+                    else:
+                        key = d if isinstance(d, str) and d else f"{inp.name}:{j}"
+                        symbols.setdefault(key, 2 + len(symbols))
+                        shape.append(symbols[key] + s)
+            dtype = helper.tensor_dtype_to_np_dtype(elem)
+            if np.issubdtype(dtype, np.floating) or elem == onnx.TensorProto.BFLOAT16:
+                value = rng.standard_normal(shape).astype(dtype)
+            elif dtype == np.bool_:
+                value = rng.integers(0, 2, shape).astype(np.bool_)
+            elif inp.name in ranges:
+                value = rng.integers(0, max(ranges[inp.name], 1), shape).astype(dtype)
+            else:
+                value = np.ones(shape, dtype=dtype)
+            feed[inp.name] = value
+        feeds.append(feed)
+        if given and len(given) == len(inputs):
+            break  # the user's own data is one complete input set
+    return feeds
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise BadInput(f"--inputs {path}: not a readable .npz file ({type(exc).__name__})") from None

@@ -1,0 +1,121 @@
+"""Reading a model safely and writing one atomically.
+
+load() turns every way a file can fail to be a usable model into a one-line BadInput; it never returns a model
+whose external data it has not checked. save() writes into a temporary folder beside the output and renames into
+place, so an interrupted or failed run leaves no partial file; a model that had external data, or is too large
+for one protobuf (2 GB), is written with its tensors in `<output name>.data` beside it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from .errors import BadInput
+from .graph_index import subgraphs
+
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                yield from attr.tensors
+        for g in subgraphs(node):
+            yield from _tensors(g)
+
+
+def external_tensors(model: onnx.ModelProto) -> list:
+    return [t for t in _tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
+    root = folder.resolve()
+    for t in external_tensors(model):
+        info = external_data_helper.ExternalDataInfo(t)
+        loc = info.location
+        where = f"{path}: tensor '{t.name}' has external data '{loc}'"
+        if not loc or os.path.isabs(loc) or loc.startswith(("/", "\\")):
+            raise BadInput(f"{where}: an absolute path; external data must be a file in the model's folder")
+        target = folder / loc
+        if os.path.islink(target):
+            raise BadInput(f"{where}: a symbolic link; refusing to follow it out of the model's folder")
+        resolved = target.resolve()
+        if root not in resolved.parents and resolved != root:
+            raise BadInput(f"{where}: outside the model's folder; external data must sit beside the model")
+        if not resolved.is_file():
+            raise BadInput(f"{where}: file not found in {folder}; copy it next to the model")
+        offset = info.offset or 0
+        if offset < 0 or (info.length is not None and info.length < 0):
+            raise BadInput(f"{where}: negative offset or length")
+        size = resolved.stat().st_size
+        if offset + (info.length or 0) > size:
+            raise BadInput(f"{where}: reaches byte {offset + (info.length or 0)} but the file has {size} bytes "
+                           "(truncated?)")
+
+
+def load(path: str) -> Tuple[onnx.ModelProto, bool]:
+    """The model at `path` with its external data loaded, and whether it had any."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{path}: no such file")
+    if p.is_dir():
+        raise BadInput(f"{path}: is a directory; give the path of an .onnx file")
+    if p.stat().st_size == 0:
+        raise BadInput(f"{path}: empty file, not an ONNX model")
+    with p.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise BadInput(f"{path}: a Git LFS pointer, not the model; fetch it with `git lfs pull`")
+    try:
+        model = onnx.load_model(str(p), load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
+        raise BadInput(f"{path}: not an ONNX model (protobuf could not parse it: {type(exc).__name__})") from None
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise BadInput(f"{path}: not an ONNX model (no graph or no IR version)")
+    if not any(i.domain in ("", "ai.onnx") for i in model.opset_import):
+        raise BadInput(f"{path}: the model imports no default-domain opset (opset_import is empty or foreign)")
+    _check_external(model, p.parent, path)
+    external = bool(external_tensors(model))
+    if external:
+        try:
+            external_data_helper.load_external_data_for_model(model, str(p.parent))
+        except Exception as exc:
+            raise BadInput(f"{path}: external data could not be read: {exc}".splitlines()[0]) from None
+    return model, external
+
+
+def needs_external(model: onnx.ModelProto, had_external: bool) -> bool:
+    return had_external or model.ByteSize() > PROTOBUF_LIMIT - 64 * 2**20
+
+
+def save(model: onnx.ModelProto, path: str, external: bool) -> None:
+    """Write `model` to `path` atomically. With external=True the model's tensors move to external data (the
+    in-memory model is changed: its tensors then point at the file)."""
+    out = Path(path)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadInput(f"{path}: the output folder {folder} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=".fc2conv-", dir=folder))
+    try:
+        tmp_model = tmp / out.name
+        if external:
+            location = out.name + ".data"
+            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=location, size_threshold=1024, convert_attribute=False)
+            os.replace(tmp / location, folder / location)
+        else:
+            onnx.save_model(model, str(tmp_model))
+        os.replace(tmp_model, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

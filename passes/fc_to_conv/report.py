@@ -1,0 +1,80 @@
+"""The report of one run: what was converted, what was left alone and why, op counts, and the verification.
+
+Printed as text at the end of a CLI run, written as JSON with --report FILE, returned by the API.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import onnx
+
+from .graph_pass import Skipped
+from .rewrite import Converted
+from .verify import Verification
+
+
+def op_counts(graph: onnx.GraphProto) -> Dict[str, int]:
+    return dict(sorted(Counter(n.op_type for n in graph.node).items()))
+
+
+@dataclass
+class Report:
+    input: str = ""
+    output: str = ""
+    layout: str = "spatial"
+    converted: List[Converted] = field(default_factory=list)
+    skipped: List[Skipped] = field(default_factory=list)
+    ops_before: Dict[str, int] = field(default_factory=dict)
+    ops_after: Dict[str, int] = field(default_factory=dict)
+    verification: Optional[Verification] = None
+    written: bool = False
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None and self.verification.passed
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        if self.verification is not None:
+            data["verification"]["passed"] = self.verification.passed
+        return json.dumps(data, indent=2, default=str)
+
+    def text(self) -> str:
+        lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout})"]
+        total = len(self.converted) + len(self.skipped)
+        lines.append(f"converted {len(self.converted)} of {total} fully connected layers")
+        for c in self.converted:
+            extra = f" + Add '{c.fused_add}'" if c.fused_add else ""
+            lines.append(f"  CONVERTED {c.op} '{c.name}'{extra}: input {_dims(c.input_shape)} weight "
+                         f"{_dims(c.weight_shape)} -> Conv '{c.conv}' weight {_dims(c.conv_weight_shape)}")
+            lines.extend(f"            note: {n}" for n in c.notes)
+        for s in self.skipped:
+            lines.append(f"  SKIPPED   {s.op} '{s.name}': {s.reason}")
+        lines.append("ops before: " + _counts(self.ops_before))
+        lines.append("ops after:  " + _counts(self.ops_after))
+        v = self.verification
+        if v is None:
+            lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")
+        else:
+            lines.append(f"verification: onnxruntime CPU, optimizations off, {v.sets} input set(s), "
+                         f"rtol={v.rtol:g} (on max_abs / max|ref|) atol={v.atol:g}")
+            if v.error:
+                lines.append(f"  FAILED | {v.error}")
+            lines.extend("  " + o.line() for o in v.outputs)
+            lines.append(f"  onnx.checker (full): {v.checker}")
+            failed = [o.name for o in v.outputs if not o.passed]
+            if failed:
+                lines.append(f"  FAILED | Mismatched outputs: {failed}")
+            lines.append("  PASSED" if v.passed else "  FAILED: the model was not written")
+        return "\n".join(lines)
+
+
+def _dims(dims: list) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _counts(counts: Dict[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in counts.items()) or "(none)"

@@ -1,0 +1,76 @@
+"""Static shapes and element types of every tensor, from onnx shape inference on a weightless copy.
+
+Large initializers are replaced by empty tensors of the same type and dims before inference: inference needs
+their shapes, not their values, and the copy then costs kilobytes instead of the model's size (and works for
+models over 2 GB, which cannot be serialized for inference).
+
+A dim is an int when known, a str for a named dynamic dim (dim_param), None when unknown.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple, Union
+
+import onnx
+from onnx import shape_inference
+
+Dim = Union[int, str, None]
+TypeShape = Tuple[int, Optional[List[Dim]]]  # (elem_type, dims or None when the rank is unknown)
+
+SMALL = 1024  # initializers with at most this many elements keep their values (shape tensors, scales)
+
+
+def _elements(t: onnx.TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
+
+
+def _light_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
+    light = onnx.GraphProto(name=graph.name)
+    light.input.extend(graph.input)
+    light.output.extend(graph.output)
+    light.value_info.extend(graph.value_info)
+    light.node.extend(graph.node)
+    for t in graph.initializer:
+        if _elements(t) <= SMALL and t.data_location != onnx.TensorProto.EXTERNAL:
+            light.initializer.append(t)
+        else:
+            light.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims)
+    return light
+
+
+def dims_of(type_proto: onnx.TypeProto) -> TypeShape:
+    if not type_proto.HasField("tensor_type"):
+        return 0, None
+    tt = type_proto.tensor_type
+    if not tt.HasField("shape"):
+        return tt.elem_type, None
+    dims: List[Dim] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tt.elem_type, dims
+
+
+def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
+    """Type and shape of every tensor of the main graph that inference can determine."""
+    light = onnx.ModelProto(ir_version=model.ir_version)
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    light.graph.CopyFrom(_light_graph(model.graph))
+    try:
+        inferred = shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # inference is a help, not a requirement: fall back to the declared shapes
+        inferred = light
+    table: Dict[str, TypeShape] = {}
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        table[vi.name] = dims_of(vi.type)
+    for t in model.graph.initializer:
+        table[t.name] = (t.data_type, list(t.dims))
+    return table

@@ -1,0 +1,176 @@
+"""Verification: run the original and the rewritten model on onnxruntime's CPU provider and compare every output.
+
+Both run with graph optimizations disabled, so onnxruntime does not rewrite either behind our back. For every output,
+over all input sets:
+
+    max_abs  = max |got - ref|
+    norm_err = max_abs / max |ref|          (error normalized by the output's magnitude)
+    cosine   = <got, ref> / (|got| |ref|)   (in float64, over the flattened output)
+
+An output passes when norm_err <= rtol or max_abs <= atol. Integer and bool outputs must match exactly. Positions
+where both models give the same NaN or the same infinity are not a mismatch; they are counted and reported. A
+position that is finite in one model and not in the other is a mismatch.
+
+Why a normalized error and not per-element allclose: Gemm/MatMul and Conv are different kernels that accumulate
+in a different order. Measured on this machine (scripts/calibrate_tolerances.py), fp32 max_abs grows with K and the
+output's size while norm_err stays below about 1e-6; per-element atol=rtol=1e-5 rejects correct rewrites of large
+layers. The defaults leave a margin of 10x over the worst measured norm_err and still catch a dropped bias, a
+dropped transpose or an ignored alpha by orders of magnitude (tests/test_verify.py).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .model_io import PROTOBUF_LIMIT
+
+# (rtol on norm_err, atol on max_abs), chosen from scripts/calibrate_tolerances.py; see the README.
+TOLERANCES = {"float32": (1e-5, 1e-6), "float16": (2e-2, 1e-3)}
+
+
+@dataclass
+class OutputCheck:
+    name: str
+    max_abs: float = 0.0
+    norm_err: float = 0.0
+    cosine: float = 1.0
+    nonfinite: int = 0
+    passed: bool = True
+    detail: str = ""
+
+    def line(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        text = (f"{verdict} | output '{self.name}' | max_abs={self.max_abs:.3g} norm_err={self.norm_err:.3g} "
+                f"cosine={self.cosine:.9f}")
+        if self.nonfinite:
+            text += f" | {self.nonfinite} NaN/Inf equal in both"
+        return text + (f" | {self.detail}" if self.detail else "")
+
+
+@dataclass
+class Verification:
+    rtol: float
+    atol: float
+    sets: int = 0
+    outputs: List[OutputCheck] = field(default_factory=list)
+    error: Optional[str] = None   # the run itself failed
+    checker: str = "not run"
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outputs) and not self.checker.startswith("FAILED")
+
+
+def _session_options() -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    return so
+
+
+def session(model: onnx.ModelProto, workdir: Optional[str] = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session; a model over 2 GB is first written with external data into `workdir`."""
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        return ort.InferenceSession(model.SerializeToString(), _session_options(),
+                                    providers=["CPUExecutionProvider"])
+    path = os.path.join(tempfile.mkdtemp(dir=workdir), "model.onnx")
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
+    return ort.InferenceSession(path, _session_options(), providers=["CPUExecutionProvider"])
+
+
+def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, atol: float,
+                   check: Optional[OutputCheck] = None) -> OutputCheck:
+    """Fold one input set's output pair into `check` (the running result over all sets)."""
+    check = check or OutputCheck(name)
+    if ref.shape != got.shape or ref.dtype != got.dtype:
+        check.passed = False
+        check.detail = f"shape/dtype {list(got.shape)} {got.dtype} instead of {list(ref.shape)} {ref.dtype}"
+        return check
+    if not (np.issubdtype(ref.dtype, np.floating) or ref.dtype.kind == "V"):
+        bad = int(np.count_nonzero(ref != got))
+        if bad:
+            check.passed, check.detail = False, f"{bad} of {ref.size} values differ"
+        return check
+    r, g = ref.astype(np.float64), got.astype(np.float64)
+    finite_r, finite_g = np.isfinite(r), np.isfinite(g)
+    same_nonfinite = ~finite_r & ~finite_g & ((np.isnan(r) & np.isnan(g)) | (r == g))
+    mismatch = (finite_r != finite_g) | (~finite_r & ~finite_g & ~same_nonfinite)
+    if mismatch.any():
+        check.passed = False
+        check.detail = f"{int(mismatch.sum())} values are NaN/Inf in one model only"
+    check.nonfinite += int(same_nonfinite.sum())
+    both = finite_r & finite_g
+    r, g = r[both], g[both]
+    if r.size:
+        max_abs = float(np.max(np.abs(g - r)))
+        scale = float(np.max(np.abs(r)))
+        norm = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
+        cosine = float(np.dot(r, g) / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+        check.max_abs = max(check.max_abs, max_abs)
+        check.norm_err = max(check.norm_err, norm)
+        check.cosine = min(check.cosine, cosine)
+        if not (check.norm_err <= rtol or check.max_abs <= atol):
+            check.passed = False
+    return check
+
+
+def compare_models(original: onnx.ModelProto, rewritten: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]],
+                   rtol: float, atol: float) -> Verification:
+    result = Verification(rtol, atol, len(feeds))
+    with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
+        try:
+            ref_sess = session(original, tmp)
+        except Exception as exc:
+            result.error = f"the original model does not load in onnxruntime: {_first_line(exc)}"
+            return result
+        try:
+            refs = [ref_sess.run(None, feed) for feed in feeds]
+        except Exception as exc:
+            result.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
+                            "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
+            return result
+        del ref_sess
+        try:
+            new_sess = session(rewritten, tmp)
+            gots = [new_sess.run(None, feed) for feed in feeds]
+        except Exception as exc:
+            result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
+            return result
+    names = [o.name for o in original.graph.output]
+    checks: Dict[str, OutputCheck] = {}
+    for ref, got in zip(refs, gots):
+        for name, r, g in zip(names, ref, got):
+            checks[name] = compare_output(name, np.asarray(r), np.asarray(g), rtol, atol, checks.get(name))
+    result.outputs = [checks[n] for n in names]
+    return result
+
+
+def run_checker(model: onnx.ModelProto) -> Tuple[bool, str]:
+    """onnx.checker with full_check (which includes strict shape inference)."""
+    try:
+        if model.ByteSize() < PROTOBUF_LIMIT:
+            onnx.checker.check_model(model, full_check=True)
+        else:
+            with tempfile.TemporaryDirectory(prefix="fc2conv-check-") as tmp:
+                copy = onnx.ModelProto()
+                copy.CopyFrom(model)
+                path = os.path.join(tmp, "model.onnx")
+                onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
+                onnx.checker.check_model(path, full_check=True)
+        return True, ""
+    except Exception as exc:
+        return False, _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
