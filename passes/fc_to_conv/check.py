@@ -69,6 +69,10 @@ def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opse
         x_const = consts.value(cand.x) if cand.op == "MatMul" else None
         if x_const is not None:
             return Skip(cand, "the constant is the left operand (W @ x): not a rewritable FC layer")
+        if cand.op == "MatMul" and consts.index.producer.get(cand.w) is not None \
+                and consts.index.producer.get(cand.x) is not None:
+            return Skip(cand, "both operands are computed at run time (an activation x activation product such as "
+                              "attention scores): not an FC layer")
         return Skip(cand, "weight is not a constant: " + consts.reason(cand.w))
     if w.ndim != 2:
         return Skip(cand, f"weight has shape {list(w.shape)}: only a 2-D weight is a fully connected layer")

@@ -138,14 +138,14 @@ class Constants:
                 return None, f"'{name}' comes from a Constant node with a sparse or string value"
             return value, ""
         if node.op_type not in FOLDABLE_OPS or node.domain not in ("", "ai.onnx"):
-            return None, f"'{name}' is computed by {node.op_type} node '{node.name}', which is not folded"
+            return None, f"'{name}' is computed at run time by {node.op_type} '{node.name}'"
         args = []
         for i in node.input:
             if not i:
                 continue
             v, why = self._resolve(i)
             if v is None:
-                return None, f"'{name}' depends on a non-constant: {why}"
+                return None, f"'{name}' is computed from run-time values by {node.op_type} '{node.name}'"
             args.append(v)
         try:
             return _evaluate(node, args, self.opset), ""

@@ -1,0 +1,114 @@
+"""Build the hand-made example models in models/ deterministically (no torch needed).
+
+    python scripts/make_models.py
+
+- chapter_fc.onnx: the chapter's own layer (shared/seed/): 4 inputs, 2 outputs, Gemm with bias; batch dynamic.
+- mlp.onnx: a 3-layer MLP, Gemm+Relu / MatMul+Add+Relu / Gemm, batch dynamic, with metadata and doc strings.
+- transformer_block.onnx: a pre-LayerNorm transformer block on [batch, seq, 64] activations (dynamic batch and
+  seq): Q/K/V/output projections and a 2-layer GELU MLP as MatMul+Add, attention as MatMul between activations
+  (which is not an FC layer and must stay).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.join(HERE, "..", "models")
+F = TensorProto.FLOAT
+
+
+def _model(graph, opset=17, ir=8, **meta):
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="fc2conv-scripts",
+                          producer_version="1", doc_string=meta.pop("doc", ""))
+    m.ir_version = ir
+    m.model_version = 1
+    helper.set_model_props(m, meta)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def chapter_fc():
+    w = np.array([[0.1, -0.2, 0.3, 0.4], [0.5, 0.6, -0.7, 0.8]], dtype=np.float32)  # w[i, j]: output i, input j
+    b = np.array([0.01, -0.02], dtype=np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)], "chapter_fc",
+        [helper.make_tensor_value_info("x", F, ["batch", 4])], [helper.make_tensor_value_info("y", F, ["batch", 2])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return _model(g, doc="Chapter 12: a fully connected layer with 4 inputs and 2 outputs", source="chapter 12")
+
+
+def mlp():
+    rng = np.random.default_rng(1)
+    def p(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (p(128, 32), "fc1.weight"), (p(128), "fc1.bias"), (p(128, 64), "fc2.weight"), (p(64), "fc2.bias"),
+        (p(10, 64), "fc3.weight"), (p(10), "fc3.bias")]]
+    nodes = [
+        helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h1"], name="fc1", transB=1,
+                         doc_string="first layer"),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("MatMul", ["a1", "fc2.weight"], ["m2"], name="fc2"),
+        helper.make_node("Add", ["m2", "fc2.bias"], ["h2"], name="fc2_bias"),
+        helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
+        helper.make_node("Gemm", ["a2", "fc3.weight", "fc3.bias"], ["logits"], name="fc3", transB=1),
+    ]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", F, ["batch", 32])],
+                          [helper.make_tensor_value_info("logits", F, ["batch", 10])], inits, doc_string="a small MLP")
+    g.value_info.append(helper.make_tensor_value_info("a1", F, ["batch", 128]))
+    return _model(g, doc="3-layer MLP, 32 -> 128 -> 64 -> 10", author="fc2conv", license="Apache-2.0")
+
+
+def transformer_block(d=64, heads=4, ff=128):
+    rng = np.random.default_rng(2)
+    inits = []
+    def w(name, *shape):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32),
+                                             name))
+        return name
+    def c(name, value, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+    nodes = []
+    def n(op, ins, out, **kw):
+        nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
+        return out
+    dh = d // heads
+    h = n("LayerNormalization", ["x", c("ln1.g", np.ones(d)), c("ln1.b", np.zeros(d))], "ln1", axis=-1)
+    q = n("Add", [n("MatMul", [h, w("q.w", d, d)], "q_mm"), w("q.b", d)], "q")
+    k = n("Add", [n("MatMul", [h, w("k.w", d, d)], "k_mm"), w("k.b", d)], "k")
+    v = n("Add", [n("MatMul", [h, w("v.w", d, d)], "v_mm"), w("v.b", d)], "v")
+    split = c("heads_shape", [0, 0, heads, dh], np.int64)
+    qh = n("Transpose", [n("Reshape", [q, split], "q_split")], "qh", perm=[0, 2, 1, 3])
+    kh = n("Transpose", [n("Reshape", [k, split], "k_split")], "kh", perm=[0, 2, 3, 1])
+    vh = n("Transpose", [n("Reshape", [v, split], "v_split")], "vh", perm=[0, 2, 1, 3])
+    scores = n("Mul", [n("MatMul", [qh, kh], "qk"), c("scale", 1 / np.sqrt(dh))], "scores")
+    att = n("MatMul", [n("Softmax", [scores], "probs", axis=-1), vh], "att")
+    merged = n("Reshape", [n("Transpose", [att], "att_t", perm=[0, 2, 1, 3]), c("merge_shape", [0, 0, d], np.int64)],
+               "merged")
+    o = n("Add", [n("MatMul", [merged, w("o.w", d, d)], "o_mm"), w("o.b", d)], "o")
+    r1 = n("Add", ["x", o], "res1")
+    h2 = n("LayerNormalization", [r1, c("ln2.g", np.ones(d)), c("ln2.b", np.zeros(d))], "ln2", axis=-1)
+    f1 = n("Add", [n("MatMul", [h2, w("ff1.w", d, ff)], "ff1_mm"), w("ff1.b", ff)], "ff1")
+    g1 = n("Mul", [f1, n("Sigmoid", [n("Mul", [f1, c("gelu_k", 1.702)], "ff1_k")], "ff1_sig")], "gelu")
+    f2 = n("Add", [n("MatMul", [g1, w("ff2.w", ff, d)], "ff2_mm"), w("ff2.b", d)], "ff2")
+    n("Add", [r1, f2], "y")
+    g = helper.make_graph(nodes, "transformer_block", [helper.make_tensor_value_info("x", F, ["batch", "seq", d])],
+                          [helper.make_tensor_value_info("y", F, ["batch", "seq", d])], inits)
+    return _model(g, doc="pre-LN transformer block, d=64, 4 heads, MLP 128")
+
+
+def main():
+    os.makedirs(MODELS, exist_ok=True)
+    for name, build in [("chapter_fc", chapter_fc), ("mlp", mlp), ("transformer_block", transformer_block)]:
+        path = os.path.join(MODELS, name + ".onnx")
+        onnx.save(build(), path)
+        print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path)} bytes)")
+
+
+if __name__ == "__main__":
+    main()
