@@ -38,8 +38,9 @@ class Plan:
     notes: List[str] = field(default_factory=list)
 
     @property
-    def rank(self) -> int:
-        return len(self.x_dims)
+    def output(self) -> str:
+        """The tensor the rewritten nodes must produce under its original name."""
+        return self.cand.add.output[0] if self.fuse_add else self.cand.node.output[0]
 
 
 @dataclass

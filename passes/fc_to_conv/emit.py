@@ -1,7 +1,8 @@
 """Makes the new nodes and constants of a rewrite, with fresh names and the right operator versions.
 
-Constants become initializers, except below IR version 4, where every initializer must also be a graph input:
-there they become Constant nodes, so the graph's inputs stay as they were.
+Constants become initializers. (Below IR version 4 every initializer is also listed as a graph input; rewrite.py
+lists the new ones, as exporters of that era did. Constant nodes are no way around that: before opset 9 a Constant
+cannot hold the int64 shapes that Reshape needs.)
 """
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ from .graph_index import GraphIndex
 
 
 class Emitter:
-    def __init__(self, index: GraphIndex, opset: int, ir_version: int):
+    def __init__(self, index: GraphIndex, opset: int):
         self.index = index
         self.opset = opset
-        self.constant_nodes = ir_version < 4
         self.nodes: List[onnx.NodeProto] = []          # for the node being rewritten, in order
         self.initializers: List[onnx.TensorProto] = []  # for the whole run
         self._shapes = {}
@@ -28,23 +28,15 @@ class Emitter:
 
     def constant(self, hint: str, value: np.ndarray) -> str:
         name = self.index.fresh(hint)
-        tensor = numpy_helper.from_array(value, name)
-        if self.constant_nodes:
-            self.nodes.append(helper.make_node("Constant", [], [name], name=self.index.fresh(name + "_const"),
-                                               value=tensor))
-        else:
-            self.initializers.append(tensor)
+        self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
     def shape(self, dims: Sequence[int]) -> str:
-        """An int64 shape constant, one per distinct value (only where initializers are used)."""
+        """An int64 shape constant, one per distinct value."""
         key = tuple(int(d) for d in dims)
-        if self.constant_nodes or key not in self._shapes:
-            name = self.constant("fc2conv_shape_" + "_".join(str(d).replace("-", "m") for d in key),
-                                 np.array(key, dtype=np.int64))
-            if self.constant_nodes:
-                return name
-            self._shapes[key] = name
+        if key not in self._shapes:
+            self._shapes[key] = self.constant("fc2conv_shape_" + "_".join(str(d).replace("-", "m") for d in key),
+                                              np.array(key, dtype=np.int64))
         return self._shapes[key]
 
     def node(self, op: str, inputs: Sequence[str], hint: str, output: Optional[str] = None, **attrs) -> str:

@@ -53,6 +53,6 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial") -> PassResult:
             result.skipped.append(Skipped(cand.name, cand.op, verdict.reason))
         else:
             plans.append(verdict)
-    em = Emitter(index, opset, model.ir_version)
+    em = Emitter(index, opset)
     result.converted = rewrite(graph, index, consts, plans, em, layout)
     return result

@@ -32,7 +32,7 @@ Finish = Callable[[str, str], None]  # (conv output, final output name) -> emits
 
 
 def to_image(em: Emitter, plan: Plan, layout: str) -> Tuple[str, Finish]:
-    x, dims, k, n, hint = plan.cand.x, plan.x_dims, plan.k, plan.n, plan.cand.output
+    x, dims, k, n, hint = plan.cand.x, plan.x_dims, plan.k, plan.n, plan.output
     transposed = plan.cand.trans_a
     rank = len(dims)
 

@@ -46,11 +46,6 @@ class Candidate:
     def name(self) -> str:
         return self.node.name or self.node.output[0]
 
-    @property
-    def output(self) -> str:
-        """The tensor the rewritten nodes must produce under its original name."""
-        return self.add.output[0] if self.add is not None else self.node.output[0]
-
 
 def _fusable_add(node: onnx.NodeProto, index: GraphIndex) -> Optional[onnx.NodeProto]:
     out = node.output[0]

@@ -40,7 +40,7 @@ class Converted:
 
 def _emit_layer(em: Emitter, plan: Plan, layout: str, weights: Dict[tuple, str]) -> str:
     cand = plan.cand
-    hint = cand.node.name or cand.output
+    hint = cand.node.name or plan.output
     image, back = to_image(em, plan, layout)
     if plan.weight_key not in weights:
         weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.weight)
@@ -50,12 +50,12 @@ def _emit_layer(em: Emitter, plan: Plan, layout: str, weights: Dict[tuple, str])
             weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
         inputs.append(weights[plan.bias_key])
     conv_name = em.index.fresh(hint + "_conv")
-    conv_out = em.index.fresh(cand.output + "_conv")
+    conv_out = em.index.fresh(plan.output + "_conv")
     em.nodes.append(onnx.helper.make_node("Conv", inputs, [conv_out], name=conv_name, kernel_shape=[1, 1]))
     if plan.post_add is None:
-        back(conv_out, cand.output)
+        back(conv_out, plan.output)
         return conv_name
-    rows = em.index.fresh(cand.output + "_rows")
+    rows = em.index.fresh(plan.output + "_rows")
     back(conv_out, rows)
     if isinstance(plan.post_add, np.ndarray):
         term = em.constant(cand.c + "_post", plan.post_add)
@@ -64,7 +64,7 @@ def _emit_layer(em: Emitter, plan: Plan, layout: str, weights: Dict[tuple, str])
         term = em.node("Mul", [plan.post_add, beta], hint + "_beta_c")
     else:
         term = plan.post_add
-    em.node("Add", [rows, term], hint + "_bias", cand.output)
+    em.node("Add", [rows, term], hint + "_bias", plan.output)
     return conv_name
 
 
@@ -121,6 +121,8 @@ def rewrite(graph: onnx.GraphProto, index: GraphIndex, consts: Constants, plans:
         del graph.value_info[:]
         graph.value_info.extend(vi)
     graph.initializer.extend(em.initializers)
+    if consts.ir_version < 4:
+        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in em.initializers)
     em.initializers = []
     return done
 

@@ -1,0 +1,121 @@
+"""The command line, run as a user runs it: by subprocess, including the README's Quick start command."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from builders import matmul_add_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, cwd=ROOT):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "passes.fc_to_conv", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def quick_start_commands():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = re.search(r"^## Quick start\n(.*?)^## ", text, re.S | re.M).group(1)
+    return re.findall(r"^```(?:sh|bash)?\n(.*?)\n```", section, re.S | re.M)
+
+
+def test_readme_quick_start_has_two_commands():
+    cmds = quick_start_commands()
+    assert len(cmds) == 2
+    assert "pip install" in cmds[0] and "passes.fc_to_conv" in cmds[0]
+    assert "pip install" in cmds[1] and "pytest" in cmds[1]
+
+
+def test_readme_conversion_command_works(tmp_path):
+    """The first Quick start command, after its install step, run verbatim in a copy of the checkout's models."""
+    convert_cmd = quick_start_commands()[0].split("&&")[-1].strip()
+    shutil.copytree(os.path.join(ROOT, "models"), tmp_path / "models")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run(convert_cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = convert_cmd.split()[-1]
+    assert (tmp_path / out).exists()
+    assert "PASSED" in r.stdout.splitlines()[-1]
+
+
+def test_convert_report_and_exit_0(tmp_path):
+    src = tmp_path / "in.onnx"
+    onnx.save(matmul_add_model(["n", 8], 8, 4, (4,)), str(src))
+    r = cli(src, tmp_path / "out.onnx", "--report", tmp_path / "r.json", "--input-shape", "X:5x8")
+    assert r.returncode == 0, r.stderr
+    assert "CONVERTED MatMul 'matmul' + Add 'add': input [n, 8] weight [8, 4] -> Conv 'matmul_conv'" in r.stdout
+    assert "PASSED | output 'Y' | max_abs=" in r.stdout
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["written"] and rep["verification"]["passed"]
+    assert rep["converted"][0]["conv_weight_shape"] == [4, 8, 1, 1]
+    assert rep["ops_before"] == {"Add": 1, "MatMul": 1}
+    assert rep["ops_after"] == {"Conv": 1, "Reshape": 2, "Transpose": 2}
+
+
+def test_no_verify_and_batch_layout(tmp_path):
+    src = tmp_path / "in.onnx"
+    onnx.save(matmul_add_model([4, 8], 8, 4, (4,)), str(src))
+    r = cli(src, tmp_path / "out.onnx", "--no-verify", "--layout", "batch")
+    assert r.returncode == 0
+    assert "verification: skipped (--no-verify)" in r.stdout
+    assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["Reshape", "Conv", "Reshape"]
+
+
+def assert_bad_input(r, message, tmp_path, keep=()):
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[0].startswith("fc2conv: error: ") and message in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep), "nothing may be written"
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(os.urandom(1000)), "not an ONNX model"),
+    (lambda p: p.write_text("version https://git-lfs.github.com/spec/v1\n"), "a Git LFS pointer"),
+])
+def test_bad_input_files(tmp_path, setup, message):
+    src = tmp_path / "in.onnx"
+    setup(src)
+    r = cli(src, tmp_path / "out.onnx")
+    assert_bad_input(r, message, tmp_path, keep=[src.name] if src.exists() else [])
+
+
+def test_unreadable_external_data(tmp_path):
+    m = matmul_add_model(["n", 64], 64, 32)
+    onnx.save_model(m, str(tmp_path / "in.onnx"), save_as_external_data=True, location="in.data", size_threshold=0)
+    (tmp_path / "in.data").unlink()
+    r = cli(tmp_path / "in.onnx", tmp_path / "out.onnx")
+    assert_bad_input(r, "external data 'in.data': file not found", tmp_path, keep=["in.onnx"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layout", "diagonal"], "invalid choice: 'diagonal'"),
+    (["--input-shape", "X"], "expected NAME:DxD"),
+    (["--input-shape", "nope:1x8"], "'nope' is not an input of the model"),
+    (["--inputs", "missing.npz"], "not a readable .npz file"),
+    (["--input-sets", "0"], "--input-sets must be at least 1"),
+])
+def test_usage_errors(tmp_path, args, message):
+    src = tmp_path / "in.onnx"
+    onnx.save(matmul_add_model(["n", 8], 8, 4), str(src))
+    r = cli(src, tmp_path / "out.onnx", *args)
+    assert_bad_input(r, message, tmp_path, keep=["in.onnx"])
+
+
+def test_verification_failure_exits_1_and_writes_nothing(tmp_path):
+    """An fp32 tolerance of 0 on a model whose rewrite differs by kernel rounding: a FAILED line per output."""
+    src = tmp_path / "in.onnx"
+    onnx.save(matmul_add_model(["n", 512], 512, 64, (64,)), str(src))
+    r = cli(src, tmp_path / "out.onnx", "--layout", "batch", "--rtol", "0", "--atol", "0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED | output 'Y'" in r.stderr and "FAILED: the model was not written" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]

@@ -1,0 +1,103 @@
+"""Verification catches wrong rewrites, passes right ones, and handles NaN/Inf, shapes and integer outputs."""
+import numpy as np
+import pytest
+from onnx import helper
+
+from builders import gemm_model, init, make_model, matmul_add_model, rand, vi
+from passes.fc_to_conv import Options, convert, convert_file, fold
+from passes.fc_to_conv.verify import TOLERANCES, compare_output
+
+RTOL, ATOL = TOLERANCES["float32"]
+
+
+def test_identical_outputs_pass():
+    r = rand((3, 4))
+    c = compare_output("y", r, r.copy(), RTOL, ATOL)
+    assert c.passed and c.max_abs == 0 and c.norm_err == 0 and c.cosine == pytest.approx(1.0)
+
+
+def test_kernel_noise_passes_and_a_dropped_bias_fails():
+    ref = rand((64, 768)) * 20
+    noise = ref + rand((64, 768), seed=2) * 1e-6 * np.abs(ref).max()  # the order of Gemm-vs-Conv differences
+    assert compare_output("y", ref, noise.astype(np.float32), RTOL, ATOL).passed
+    biased = ref - 0.01  # a bias of 0.01 dropped from outputs of magnitude ~80
+    c = compare_output("y", ref, biased.astype(np.float32), RTOL, ATOL)
+    assert not c.passed and c.norm_err > 1e-4
+    assert c.line().startswith("FAILED | output 'y' | max_abs=0.01")
+
+
+def test_same_nan_and_inf_are_not_a_mismatch():
+    ref = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
+    c = compare_output("y", ref, ref.copy(), RTOL, ATOL)
+    assert c.passed and c.nonfinite == 3
+    assert "3 NaN/Inf equal in both" in c.line()
+
+
+def test_nan_in_one_model_only_fails():
+    ref = np.array([1.0, 2.0, np.inf], np.float32)
+    got = np.array([1.0, np.nan, -np.inf], np.float32)
+    c = compare_output("y", ref, got, RTOL, ATOL)
+    assert not c.passed and c.detail == "2 values are NaN/Inf in one model only"
+
+
+def test_shape_mismatch_fails():
+    c = compare_output("y", rand((2, 3)), rand((3, 2)), RTOL, ATOL)
+    assert not c.passed and "shape/dtype [3, 2] float32 instead of [2, 3] float32" == c.detail
+
+
+def test_integer_outputs_must_match_exactly():
+    a = np.array([1, 2, 3])
+    assert compare_output("i", a, a.copy(), RTOL, ATOL).passed
+    c = compare_output("i", a, np.array([1, 2, 4]), RTOL, ATOL)
+    assert not c.passed and c.detail == "1 of 3 values differ"
+
+
+def test_statistics_accumulate_over_input_sets():
+    ref = rand((10,))
+    c = compare_output("y", ref, ref + 1e-7, RTOL, ATOL)
+    c = compare_output("y", ref, ref + 1e-3, RTOL, ATOL, c)
+    assert c.max_abs == pytest.approx(1e-3, rel=1e-3) and not c.passed
+
+
+@pytest.mark.parametrize("bug", ["transpose dropped", "bias dropped", "alpha ignored"])
+def test_injected_bugs_are_caught_and_nothing_is_written(bug, monkeypatch, tmp_path):
+    real_weight, real_bias = fold.conv_weight, fold.conv_bias
+    if bug == "transpose dropped":
+        monkeypatch.setattr(fold, "conv_weight", lambda b, t=False, a=1.0: real_weight(b, not t, a))
+    elif bug == "bias dropped":
+        monkeypatch.setattr(fold, "conv_bias", lambda c, n, beta=1.0, dtype=None: 0 * real_bias(c, n, beta, dtype))
+    else:
+        monkeypatch.setattr(fold, "conv_weight", lambda b, t=False, a=1.0: real_weight(b, t, 1.0))
+    model = gemm_model(4, 6, 6, trans_b=1, alpha=0.5, c_shape=(6,))
+    _, report = convert(model)
+    assert not report.verified
+    (out,) = report.verification.outputs
+    assert not out.passed and out.norm_err > 1e-2
+    src = tmp_path / "in.onnx"
+    import onnx
+    onnx.save(model, str(src))
+    report = convert_file(str(src), str(tmp_path / "out.onnx"))
+    assert not report.written and not (tmp_path / "out.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"], "no temporary files left"
+
+
+def test_original_that_cannot_run_on_generated_inputs_is_reported():
+    """A Reshape to a fixed size breaks when the generated batch differs: the message says how to fix it."""
+    nodes = [helper.make_node("Reshape", ["X", "s"], ["r"]), helper.make_node("MatMul", ["r", "W"], ["Y"])]
+    m = make_model(nodes, [vi("X", ["n", 4])], [vi("Y", [2, 3])],
+                   [init("s", np.array([2, 4], np.int64)), init("W", rand((4, 3)))])
+    _, report = convert(m)
+    assert not report.verified
+    assert report.verification.error.startswith("the original model fails on the generated inputs")
+    assert report.verification.error.endswith("give real shapes with --input-shape NAME:DxD or data with --inputs "
+                                              "FILE.npz")
+    _, report = convert(m, Options(input_shapes={"X": [2, 4]}))
+    assert report.verified, report.text()
+
+
+def test_fp16_layers_get_fp16_tolerances():
+    _, report = convert(matmul_add_model(["n", 32], 32, 16, (16,), dtype=np.float16))
+    assert report.verified
+    assert (report.verification.rtol, report.verification.atol) == TOLERANCES["float16"]
+    _, report = convert(matmul_add_model(["n", 32], 32, 16, (16,)), Options(rtol=1e-3, atol=0))
+    assert (report.verification.rtol, report.verification.atol) == (1e-3, 0)
