@@ -27,6 +27,7 @@ from .verify import TOLERANCES, compare_models, run_checker
 @dataclass
 class Options:
     layout: str = "spatial"             # "spatial" or "batch": see layout.py
+    mode: str = "full"                  # "full": classifier heads get full-kernel Convs; "1x1": 1x1 only
     verify: bool = True                 # run original and result on onnxruntime and compare every output
     input_shapes: Dict[str, List[int]] = field(default_factory=dict)   # fixed shapes for the verification
     inputs: Optional[Dict[str, np.ndarray]] = None                      # the user's own input arrays
@@ -52,7 +53,7 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
     report = Report(layout=options.layout, ops_before=op_counts(model.graph))
     new = onnx.ModelProto()
     new.CopyFrom(model)
-    result = run_pass(new, options.layout)
+    result = run_pass(new, options.layout, options.mode)
     report.converted, report.skipped = result.converted, result.skipped
     report.ops_after = op_counts(new.graph)
     if options.verify:

@@ -6,19 +6,29 @@ Nothing here edits the graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
 
 from . import fold
 from .constants import Constants
-from .match import Candidate
+from .graph_index import GraphIndex
+from .match import Candidate, attr
 from .shapes import Dim, TypeShape
 
 T = onnx.TensorProto
 CONV_DTYPES = {T.FLOAT: "float32", T.FLOAT16: "float16", T.BFLOAT16: "bfloat16"}
 MAX_RANK = 4
+
+
+@dataclass
+class Head:
+    """An FC layer that reads a flattened [N, C, H, W] map: it becomes a Conv with an H x W kernel on the map."""
+    map: str
+    chw: Tuple[int, int, int]
+    rows: Dim                    # N, the map's batch dim
+    flatten: onnx.NodeProto      # the Flatten or Reshape that the Conv makes unnecessary
 
 
 @dataclass
@@ -35,7 +45,12 @@ class Plan:
     fuse_add: bool = False       # the matched Add is folded into the Conv bias
     post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
     post_scale: float = 1.0      # beta for a non-constant C
+    head: Optional[Head] = None  # full-kernel conversion of a classifier head
     notes: List[str] = field(default_factory=list)
+
+    @property
+    def kernel(self) -> Tuple[int, int]:
+        return self.head.chw[1:] if self.head else (1, 1)
 
     @property
     def output(self) -> str:
@@ -61,7 +76,25 @@ def _dtype_reason(dtype: int, opset: int) -> Optional[str]:
     return f"{name} weights: Conv has no form for this type (integer FC layers are left as they are)"
 
 
-def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opset: int) -> Union[Plan, Skip]:
+def find_head(x: str, k: int, index: GraphIndex, shapes: Dict[str, TypeShape]) -> Optional[Head]:
+    """x = Flatten(map, axis=1) or Reshape(map, [N, C*H*W]) of a [N, C, H, W] map with static C, H, W."""
+    node = index.producer.get(x)
+    if node is None or node.op_type not in ("Flatten", "Reshape") or node.domain not in ("", "ai.onnx"):
+        return None
+    dims = shapes.get(node.input[0], (0, None))[1]
+    x_dims = shapes.get(x, (0, None))[1]
+    if not dims or len(dims) != 4 or not all(isinstance(d, int) for d in dims[1:]):
+        return None
+    c, h, w = dims[1:]
+    if c * h * w != k or not x_dims or len(x_dims) != 2 or x_dims[1] != k:
+        return None
+    if node.op_type == "Flatten" and attr(node, "axis", 1) not in (1, -3):
+        return None
+    return Head(node.input[0], (c, h, w), dims[0], node)
+
+
+def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opset: int,
+          mode: str = "full") -> Union[Plan, Skip]:
     node = cand.node
     if cand.op == "Gemm" and len(node.input) < 2 or cand.op == "MatMul" and len(node.input) != 2:
         return Skip(cand, f"{cand.op} with {len(node.input)} inputs")
@@ -103,8 +136,13 @@ def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opse
     x_dims[-1] = k
 
     alpha = cand.alpha if cand.op == "Gemm" else 1.0
-    plan = Plan(cand, x_dims, k, n, dtype, fold.conv_weight(w, cand.trans_b, alpha),
-                weight_key=(cand.w, cand.trans_b, alpha))
+    head = find_head(cand.x, k, consts.index, shapes) if mode == "full" and not cand.trans_a else None
+    if head is not None:
+        plan = Plan(cand, x_dims, k, n, dtype, fold.full_kernel_weight(w, head.chw, cand.trans_b, alpha),
+                    weight_key=(cand.w, cand.trans_b, alpha, head.chw), head=head)
+    else:
+        plan = Plan(cand, x_dims, k, n, dtype, fold.conv_weight(w, cand.trans_b, alpha),
+                    weight_key=(cand.w, cand.trans_b, alpha))
     out_rank = len(x_dims) if cand.op == "Gemm" or len(x_dims) > 1 else 1
 
     if cand.op == "Gemm" and cand.c is not None:

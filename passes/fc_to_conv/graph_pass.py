@@ -12,6 +12,7 @@ from .emit import Emitter
 from .graph_index import GraphIndex, all_names
 from .layout import LAYOUTS
 from .match import find_candidates
+from .region import analyse
 from .rewrite import Converted, rewrite
 from .shapes import infer
 
@@ -36,10 +37,15 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise ValueError("the model imports no default-domain opset")
 
 
-def run_pass(model: onnx.ModelProto, layout: str = "spatial") -> PassResult:
-    """Rewrite the FC layers of `model` in place into 1x1 Convs."""
+MODES = ("full", "1x1")
+
+
+def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full") -> PassResult:
+    """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     opset = default_opset(model)
     graph = model.graph
     index = GraphIndex(graph, all_names(graph, set()))
@@ -48,11 +54,11 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial") -> PassResult:
     result = PassResult()
     plans: List[Plan] = []
     for cand in find_candidates(list(graph.node), index):
-        verdict = check(cand, consts, shapes, opset)
+        verdict = check(cand, consts, shapes, opset, mode)
         if isinstance(verdict, Skip):
             result.skipped.append(Skipped(cand.name, cand.op, verdict.reason))
         else:
             plans.append(verdict)
-    em = Emitter(index, opset)
-    result.converted = rewrite(graph, index, consts, plans, em, layout)
+    region = analyse(list(graph.node), plans, index, consts, shapes, layout)
+    result.converted = rewrite(graph, index, consts, plans, Emitter(index, opset), layout, region)
     return result

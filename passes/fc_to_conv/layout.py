@@ -1,11 +1,14 @@
-"""How the rows of an FC layer's activation are laid out as an image for the 1x1 Conv, and back.
+"""How an FC layer's activation is held as an image for the Conv (entering), and given back (leaving).
 
-An FC layer's activation is [..., K] (or [K, M] for Gemm with transA). The Conv wants [batch, K, h, w]. Two layouts:
+A Family is one way of laying out a group of activations that share their rows: every tensor of the family is an
+image [batch, channels, h, w] whose channels are the original last dim. FC layers, and the element-wise ops
+between them, pass images of one family along without leaving it; a tensor leaves only where something outside
+needs it in its original shape.
 
 spatial (default): rows go on the image's width, one image per leading batch entry.
     rank 1 [K]          Reshape [1,K,1,1]                          ... Reshape [N]
     rank 2 [M, K]       Transpose -> [K,M], Reshape [1,K,1,-1]     ... Reshape [N,-1], Transpose -> [M,N]
-    rank 2, A^T [K, M]  Reshape [1,K,1,-1]                         ... Reshape [N,-1], Transpose -> [M,N]
+    rank 2, A^T [K, M]  Reshape [1,K,1,-1]                         ... (as rank 2)
     rank 2, M == 1      Reshape [1,K,1,1]                          ... Reshape [1,N]
     rank 3 [B, T, K]    Transpose(0,2,1), Reshape [0,0,1,-1]       ... Reshape [0,0,-1], Transpose(0,2,1)
     rank 4 [B, H, T, K] Transpose(0,3,1,2) -> [B,K,H,T]            ... Transpose(0,2,3,1)
@@ -14,66 +17,86 @@ spatial (default): rows go on the image's width, one image per leading batch ent
 batch: every row is its own 1x1 image.
     any rank [..., K]   Reshape [-1,K,1,1]                         ... Reshape [..., N]
   The way back needs the leading dims: a constant when at most one is dynamic, else Shape -> Slice -> Concat.
-  Fewer nodes for rank 2, but onnxruntime runs many 1x1 images about 2x slower than the MatMul (see README).
+  Fewer nodes for rank 2, but onnxruntime runs many 1x1 images about 2.8x slower than the MatMul (README).
+  A classifier head converted with a full kernel produces this family too: [N, C, H, W] -> [N, N_out, 1, 1].
 
 Reshape shapes use 0 (copy this dim) and -1 (infer), never a concrete batch or sequence size, so dynamic dims stay
 dynamic.
 """
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from dataclasses import dataclass
+from typing import List, Tuple
 
-from .check import Plan
+import numpy as np
+
 from .emit import Emitter
+from .shapes import Dim
 
 LAYOUTS = ("spatial", "batch")
 
-Finish = Callable[[str, str], None]  # (conv output, final output name) -> emits the nodes back
 
+@dataclass(frozen=True)
+class Family:
+    kind: str                 # "spatial" or "batch"
+    lead: Tuple[Dim, ...]     # the original dims before the channel dim
+    transposed: bool = False  # the entering tensor is [K, M] (Gemm transA)
+    source: str = ""          # an original-shaped tensor with these leading dims (for a dynamic way back)
 
-def to_image(em: Emitter, plan: Plan, layout: str) -> Tuple[str, Finish]:
-    x, dims, k, n, hint = plan.cand.x, plan.x_dims, plan.k, plan.n, plan.output
-    transposed = plan.cand.trans_a
-    rank = len(dims)
+    @property
+    def key(self) -> tuple:
+        """Images of families with equal keys have equal shapes but for channels: they may meet in one op."""
+        return (self.kind, self.lead)
 
-    if rank == 1:
-        return em.reshape(x, [1, k, 1, 1], hint + "_image"), \
-            lambda y, out: em.reshape(y, [n], hint + "_rows", out)
+    def _single_row(self) -> bool:
+        return len(self.lead) == 1 and self.lead[0] == 1
 
-    if rank == 2 and dims[0] == 1:
-        return em.reshape(x, [1, k, 1, 1], hint + "_image"), \
-            lambda y, out: em.reshape(y, [1, n], hint + "_rows", out)
+    def enter(self, em: Emitter, x: str, k: int, hint: str) -> str:
+        rank = len(self.lead) + 1
+        if rank == 1 or self._single_row():
+            return em.reshape(x, [1, k, 1, 1], hint + "_image")
+        if self.kind == "batch":
+            if self.transposed:
+                x = em.transpose(x, [1, 0], hint + "_a")
+            return em.reshape(x, [-1, k, 1, 1], hint + "_image")
+        if rank == 2:
+            if not self.transposed:
+                x = em.transpose(x, [1, 0], hint + "_cols")
+            return em.reshape(x, [1, k, 1, -1], hint + "_image")
+        if rank == 3:
+            return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")
+        return em.transpose(x, [0, 3, 1, 2], hint + "_image")
 
-    if layout == "batch":
-        if transposed:
-            x = em.transpose(x, [1, 0], hint + "_a")
-        image = em.reshape(x, [-1, k, 1, 1], hint + "_image")
-
-        def back(y: str, out: str) -> None:
-            lead = dims[:-1]
-            if sum(not isinstance(d, int) for d in lead) <= 1:
-                em.reshape(y, [d if isinstance(d, int) else -1 for d in lead] + [n], hint + "_rows", out)
+    def leave(self, em: Emitter, y: str, n: int, out: str, hint: str) -> None:
+        rank = len(self.lead) + 1
+        if rank == 1:
+            em.reshape(y, [n], hint + "_rows", out)
+        elif self._single_row():
+            em.reshape(y, [1, n], hint + "_rows", out)
+        elif self.kind == "batch":
+            if sum(not isinstance(d, int) for d in self.lead) <= 1:
+                em.reshape(y, [d if isinstance(d, int) else -1 for d in self.lead] + [n], hint + "_rows", out)
             else:
-                prefix = em.shape_prefix(x, len(lead), hint + "_lead")
+                prefix = em.shape_prefix(self.source, len(self.lead), hint + "_lead")
                 shape = em.node("Concat", [prefix, em.shape([n])], hint + "_shape", axis=0)
                 em.node("Reshape", [y, shape], hint + "_rows", out)
-        return image, back
-
-    if rank == 2:
-        if not transposed:
-            x = em.transpose(x, [1, 0], hint + "_cols")
-        image = em.reshape(x, [1, k, 1, -1], hint + "_image")
-
-        def back(y: str, out: str) -> None:
+        elif rank == 2:
             em.transpose(em.reshape(y, [n, -1], hint + "_cols_out"), [1, 0], hint + "_rows", out)
-        return image, back
-
-    if rank == 3:
-        image = em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")
-
-        def back(y: str, out: str) -> None:
+        elif rank == 3:
             em.transpose(em.reshape(y, [0, 0, -1], hint + "_chw_out"), [0, 2, 1], hint + "_rows", out)
-        return image, back
+        else:
+            em.transpose(y, [0, 2, 3, 1], hint + "_rows", out)
 
-    image = em.transpose(x, [0, 3, 1, 2], hint + "_image")
-    return image, lambda y, out: em.transpose(y, [0, 2, 3, 1], hint + "_rows", out)
+
+def family_for(layout: str, x: str, dims: List[Dim], transposed: bool = False) -> Family:
+    return Family(layout, tuple(dims[:-1]), transposed, x)
+
+
+def image_constant(c: np.ndarray, channels: int):
+    """A constant operand of an element-wise op, for the op's image form: a single value stays as it is (None),
+    a per-channel vector becomes [1, C, 1, 1]. Raises ValueError for anything that varies along the rows."""
+    if c.size == 1 and c.ndim <= 4:
+        return None
+    if c.ndim >= 1 and c.shape[-1] == channels and all(d == 1 for d in c.shape[:-1]) and c.ndim <= 4:
+        return c.reshape(1, channels, 1, 1)
+    raise ValueError(f"operand of shape {list(c.shape)} is not per-channel")

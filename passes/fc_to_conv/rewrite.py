@@ -1,18 +1,21 @@
 """Rewrite: replace checked FC layers by Conv nodes, in place, and drop what they leave unused.
 
-Runs only on Plans the check accepted. For each one:
-    image = layout in (activation)                 (layout.py)
-    y     = Conv(image, W_conv[, b_conv])           kernel 1x1, weights folded by fold.py
-    out   = layout out (y)  [+ post Add of a row-varying Gemm C]
-The last node writes the layer's original output tensor, so every reader and graph output stays wired.
-The new nodes take the replaced node's place in the node list, which keeps the list topologically sorted.
-A weight shared by several layers is folded once per distinct transform (same source, transB and alpha); the
-original weight, its Constant node and any folded producers are removed only when nothing else reads them.
+Runs only on Plans the check accepted, with the Region that region.py worked out. In node order:
+    FC layer      image = the region's image of its activation, or the layout's way in (shared by every layer
+                  that reads the same activation, e.g. Q, K and V); Conv(image, W_conv[, b_conv]) with a 1x1
+                  kernel, or an H x W kernel straight on the map for a classifier head
+    moved op      the same op on images, per-channel constants re-laid as [1, C, 1, 1]
+    exits         an image that something outside the region reads leaves the layout right after it is made,
+                  under its original tensor name, so every reader and graph output stays wired
+New nodes take the replaced node's place in the node list, which keeps the list topologically sorted.
+A weight shared by several layers is folded once per distinct transform (same source, transB, alpha, kernel).
+Afterwards the original weights, their Constant and folded producers, and a head's Flatten are removed when
+nothing reads them any more.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -20,8 +23,9 @@ import onnx
 from .check import Plan
 from .constants import Constants
 from .emit import Emitter
-from .graph_index import GraphIndex
-from .layout import to_image
+from .graph_index import GraphIndex, outer_names_used, subgraphs
+from .layout import family_for, image_constant
+from .region import Region, input_family
 
 
 @dataclass
@@ -34,109 +38,177 @@ class Converted:
     conv_weight_shape: list
     layout: str
     dtype: str
+    kernel: str = "1x1"
     fused_add: Optional[str] = None
     notes: List[str] = field(default_factory=list)
 
 
-def _emit_layer(em: Emitter, plan: Plan, layout: str, weights: Dict[tuple, str]) -> str:
-    cand = plan.cand
-    hint = cand.node.name or plan.output
-    image, back = to_image(em, plan, layout)
-    if plan.weight_key not in weights:
-        weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.weight)
-    inputs = [image, weights[plan.weight_key]]
-    if plan.bias is not None:
-        if plan.bias_key not in weights:
-            weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
-        inputs.append(weights[plan.bias_key])
-    conv_name = em.index.fresh(hint + "_conv")
-    conv_out = em.index.fresh(plan.output + "_conv")
-    em.nodes.append(onnx.helper.make_node("Conv", inputs, [conv_out], name=conv_name, kernel_shape=[1, 1]))
-    if plan.post_add is None:
-        back(conv_out, plan.output)
+class _Writer:
+    def __init__(self, em: Emitter, consts: Constants, region: Region, layout: str):
+        self.em, self.consts, self.region, self.layout = em, consts, region, layout
+        self.image: Dict[str, str] = {}      # original tensor -> its image tensor
+        self.entries: Dict[str, str] = {}    # activation -> image made by the layout's way in
+        self.weights: Dict[tuple, str] = {}
+
+    def layer(self, plan: Plan) -> str:
+        em, cand = self.em, plan.cand
+        hint = cand.node.name or plan.output
+        if plan.head is not None:
+            x_image = plan.head.map
+        elif self.region.reads_image[id(cand.node)]:
+            x_image = self.image[cand.x]
+        else:
+            if cand.trans_a or cand.x not in self.entries:
+                image = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a).enter(em, cand.x, plan.k, hint)
+                if cand.trans_a:
+                    x_image = image
+                else:
+                    self.entries[cand.x] = image
+            x_image = image if cand.trans_a else self.entries[cand.x]
+        if plan.weight_key not in self.weights:
+            self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.weight)
+        inputs = [x_image, self.weights[plan.weight_key]]
+        if plan.bias is not None:
+            if plan.bias_key not in self.weights:
+                self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
+            inputs.append(self.weights[plan.bias_key])
+        conv_name = em.index.fresh(hint + "_conv")
+        conv_out = em.index.fresh(plan.output + "_conv")
+        em.nodes.append(onnx.helper.make_node("Conv", inputs, [conv_out], name=conv_name,
+                                              kernel_shape=list(plan.kernel)))
+        if plan.post_add is None:
+            self.image[plan.output] = conv_out
+            return conv_name
+        # a row-varying Gemm C: leave the layout at once and add it in the original shape
+        family = input_family(plan, self.layout, {})
+        rows = em.index.fresh(plan.output + "_rows")
+        family.leave(em, conv_out, plan.n, rows, hint)
+        if isinstance(plan.post_add, np.ndarray):
+            term = em.constant(cand.c + "_post", plan.post_add)
+        elif plan.post_scale != 1.0:
+            beta = em.constant(cand.node.output[0] + "_beta", np.array(plan.post_scale, dtype=plan.weight.dtype))
+            term = em.node("Mul", [plan.post_add, beta], hint + "_beta_c")
+        else:
+            term = plan.post_add
+        em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
-    rows = em.index.fresh(plan.output + "_rows")
-    back(conv_out, rows)
-    if isinstance(plan.post_add, np.ndarray):
-        term = em.constant(cand.c + "_post", plan.post_add)
-    elif plan.post_scale != 1.0:
-        beta = em.constant(cand.node.output[0] + "_beta", np.array(plan.post_scale, dtype=plan.weight.dtype))
-        term = em.node("Mul", [plan.post_add, beta], hint + "_beta_c")
-    else:
-        term = plan.post_add
-    em.node("Add", [rows, term], hint + "_bias", plan.output)
-    return conv_name
+
+    def moved(self, node: onnx.NodeProto) -> None:
+        em = self.em
+        image = self.region.image_of[node.output[0]]
+        inputs = []
+        for i in node.input:
+            if i in self.image:
+                inputs.append(self.image[i])
+                continue
+            relaid = image_constant(self.consts.value(i), image.channels) if i else None
+            inputs.append(i if relaid is None else em.constant(i + "_image", relaid))
+        out = em.index.fresh(node.output[0] + "_image")
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.name = em.index.fresh((node.name or node.output[0]) + "_image")
+        del new.input[:]
+        new.input.extend(inputs)
+        del new.output[:]
+        new.output.append(out)
+        em.nodes.append(new)
+        self.image[node.output[0]] = out
+
+    def exits(self, produced: List[str]) -> None:
+        for t in produced:
+            if t in self.region.exits:
+                image = self.region.image_of[t]
+                image.family.leave(self.em, self.image[t], image.channels, t, t)
 
 
 def rewrite(graph: onnx.GraphProto, index: GraphIndex, consts: Constants, plans: List[Plan], em: Emitter,
-            layout: str) -> List[Converted]:
-    replaced: Dict[int, List[onnx.NodeProto]] = {}
-    removed: set = set()
-    weights: Dict[tuple, str] = {}
-    done: List[Converted] = []
-    for plan in plans:
-        cand = plan.cand
-        em.begin()
-        conv = _emit_layer(em, plan, layout, weights)
-        replaced[id(cand.node)] = list(em.nodes)
-        index.remove_node(cand.node)
-        if plan.fuse_add:
-            removed.add(id(cand.add))
-            index.remove_node(cand.add)
-        for node in em.nodes:
-            index.add_node(node)
-        done.append(Converted(cand.name, cand.op, list(plan.x_dims), [plan.k, plan.n] if not cand.trans_b
-                              else [plan.n, plan.k], conv, list(plan.weight.shape), layout, str(plan.weight.dtype),
-                              (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.notes))
-
-    dead = _unused_sources(index, consts, plans)
+            layout: str, region: Region) -> List[Converted]:
+    plan_of = {id(p.cand.node): p for p in plans}
+    fused = {id(p.cand.add) for p in plans if p.fuse_add}
+    writer = _Writer(em, consts, region, layout)
+    names_before = _tensor_names(graph)
     new_nodes: List[onnx.NodeProto] = []
+    done: List[Converted] = []
     for node in graph.node:
-        key = id(node)
-        if key in replaced:
-            new_nodes.extend(replaced[key])
-        elif key not in removed and key not in dead:
+        if id(node) in fused:
+            continue
+        plan = plan_of.get(id(node))
+        em.begin()
+        if plan is not None:
+            conv = writer.layer(plan)
+            writer.exits([plan.output])
+            done.append(_converted(plan, conv, layout))
+        elif id(node) in region.moved:
+            writer.moved(node)
+            writer.exits([node.output[0]])
+        else:
             new_nodes.append(node)
+            continue
+        new_nodes.extend(em.nodes)
+    removable = {id(n) for p in plans for name in (p.cand.w, p.cand.c) if name
+                 for n in consts.source_nodes(name)}
+    removable |= {id(p.head.flatten) for p in plans if p.head is not None}
+    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name}
+    sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
+    new_nodes = _drop_unused_nodes(new_nodes, removable, graph)
     del graph.node[:]
     graph.node.extend(new_nodes)
+    _drop_unused_initializers(graph, sources, consts.ir_version)
 
-    gone = {p.cand.node.output[0] for p in plans if p.fuse_add}
-    gone |= {out for node in dead.values() for out in node.output}
-    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name}
-    sources |= {i for node in dead.values() for i in node.input if i}
-    dead_inits = {name for name in sources if name in index.initializers and not index.is_used(name)}
-    if dead_inits:
-        keep = [t for t in graph.initializer if t.name not in dead_inits]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
-        if consts.ir_version < 4:  # there, every initializer is also listed as a graph input
-            inputs = [i for i in graph.input if i.name not in dead_inits]
-            del graph.input[:]
-            graph.input.extend(inputs)
-        for name in dead_inits:
-            del index.initializers[name]
-    gone |= dead_inits
+    graph.initializer.extend(em.initializers)
+    if consts.ir_version < 4:  # there, every initializer is also listed as a graph input
+        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in em.initializers)
+    em.initializers = []
+    gone = names_before - _tensor_names(graph)
     if gone:
         vi = [v for v in graph.value_info if v.name not in gone]
         del graph.value_info[:]
         graph.value_info.extend(vi)
-    graph.initializer.extend(em.initializers)
-    if consts.ir_version < 4:
-        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in em.initializers)
-    em.initializers = []
     return done
 
 
-def _unused_sources(index: GraphIndex, consts: Constants, plans: List[Plan]) -> Dict[int, onnx.NodeProto]:
-    """Constant and folded nodes that computed the rewritten layers' weights and biases and are now unread."""
-    dead: Dict[int, onnx.NodeProto] = {}
-    for plan in plans:
-        for name in (plan.cand.w, plan.cand.c if (plan.fuse_add or plan.bias is not None) else None):
-            if not name:
-                continue
-            for node in consts.source_nodes(name):
-                if id(node) in dead or any(index.is_used(o) for o in node.output):
-                    continue
-                dead[id(node)] = node
-                index.remove_node(node)
-    return dead
+def _converted(plan: Plan, conv: str, layout: str) -> Converted:
+    cand = plan.cand
+    return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
+                     conv, list(plan.weight.shape), "full-kernel" if plan.head else layout, str(plan.weight.dtype),
+                     "x".join(map(str, plan.kernel)),
+                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.notes)
+
+
+def _tensor_names(graph: onnx.GraphProto) -> Set[str]:
+    names = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+    for node in graph.node:
+        names.update(node.output)
+    return names
+
+
+def _reads(nodes: List[onnx.NodeProto], graph: onnx.GraphProto) -> Dict[str, int]:
+    counts: Dict[str, int] = {o.name: 1 for o in graph.output}
+    for node in nodes:
+        for name in set(node.input) | {n for g in subgraphs(node) for n in outer_names_used(g)}:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _drop_unused_nodes(nodes: List[onnx.NodeProto], removable: Set[int], graph: onnx.GraphProto):
+    """Remove the given nodes once nothing reads them (a chain of producers unravels over a few rounds)."""
+    while True:
+        reads = _reads(nodes, graph)
+        dead = {id(n) for n in nodes if id(n) in removable and not any(reads.get(o) for o in n.output if o)}
+        if not dead:
+            return nodes
+        nodes = [n for n in nodes if id(n) not in dead]
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
+    reads = _reads(list(graph.node), graph)
+    dead = {t.name for t in graph.initializer if t.name in names and not reads.get(t.name)}
+    if not dead:
+        return
+    keep = [t for t in graph.initializer if t.name not in dead]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    if ir < 4:
+        inputs = [i for i in graph.input if i.name not in dead]
+        del graph.input[:]
+        graph.input.extend(inputs)

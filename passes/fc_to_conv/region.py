@@ -1,0 +1,127 @@
+"""Which tensors live as images between FC layers: the analysis half of the rewrite (pure, edits nothing).
+
+After the check accepted some FC layers, each becomes a Conv whose output is an image. Element-wise ops that read
+such images (Relu, GELU pieces, Dropout, an Add or Mul of a per-channel constant, ...) can run on the image too, so
+that a chain fc6 -> Relu -> Dropout -> fc7 -> Relu -> fc8 stays 4-D from end to end and leaves its layout once.
+
+    image_of   tensor -> Image(family, channels) for every tensor that will exist as an image
+    moved      the element-wise nodes that will run on images
+    exits      the image tensors that something outside the region still reads in the original shape
+
+An element-wise node moves only if one of its inputs is an image, every other input is an image of the same family
+and channels or a constant that broadcasts per channel, and its output (directly or through other moved nodes)
+reaches an FC layer: a move that leads nowhere would only shift the exit, or add one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Set
+
+import onnx
+
+from .check import Plan
+from .constants import Constants
+from .graph_index import GraphIndex
+from .layout import Family, family_for, image_constant
+from .shapes import TypeShape
+
+UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
+         "Softsign", "Gelu", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Identity", "Cast", "Mish",
+         "ThresholdedRelu", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Clip", "Dropout"}
+BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum"}
+
+
+@dataclass(frozen=True)
+class Image:
+    family: Family
+    channels: int
+
+
+@dataclass
+class Region:
+    image_of: Dict[str, Image]
+    moved: Dict[int, onnx.NodeProto]
+    exits: Set[str]
+    reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
+
+
+def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
+    """The family a layer's Conv output belongs to."""
+    cand = plan.cand
+    if plan.head is not None:
+        return Family("batch", (plan.head.rows,))
+    if cand.x in image_of and not cand.trans_a:
+        return image_of[cand.x].family
+    return family_for(layout, cand.x, plan.x_dims, cand.trans_a)
+
+
+def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
+             shapes: Dict[str, TypeShape]) -> Optional[Image]:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in UNARY | BINARY or not node.output:
+        return None
+    if any(index.is_used(o) for o in node.output[1:] if o):
+        return None  # e.g. Dropout's mask
+    images = [image_of[i] for i in node.input if i in image_of]
+    if not images or any(im.family.key != images[0].family.key or im.channels != images[0].channels
+                         for im in images):
+        return None
+    image = images[0]
+    rank = len(image.family.lead) + 1
+    for i in node.input:
+        if not i or i in image_of:
+            continue
+        value = consts.value(i)
+        if value is None or value.ndim > rank:
+            return None
+        try:
+            image_constant(value, image.channels)
+        except ValueError:
+            return None
+    out_dims = shapes.get(node.output[0], (0, None))[1]
+    if out_dims is not None and len(out_dims) != rank:
+        return None
+    return image
+
+
+def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
+            shapes: Dict[str, TypeShape], layout: str) -> Region:
+    plan_of = {id(p.cand.node): p for p in plans}
+    image_of: Dict[str, Image] = {}
+    moved: Dict[int, onnx.NodeProto] = {}
+    for node in nodes:
+        plan = plan_of.get(id(node))
+        if plan is not None:
+            if plan.post_add is None:
+                family = replace(input_family(plan, layout, image_of), transposed=False)
+                image_of[plan.output] = Image(family, plan.n)
+            continue
+        image = _movable(node, image_of, consts, index, shapes)
+        if image is not None:
+            moved[id(node)] = node
+            image_of[node.output[0]] = image
+
+    def image_readers(t: str) -> List[onnx.NodeProto]:
+        out = []
+        for c in index.consumers.get(t, []):
+            p = plan_of.get(id(c))
+            if id(c) in moved or (p is not None and p.cand.x == t and not p.cand.trans_a and p.head is None
+                                  and t not in (p.cand.w, p.cand.c)):
+                out.append(c)
+        return out
+
+    changed = True
+    while changed:
+        changed = False
+        for key, node in list(moved.items()):
+            if not any(id(r) in plan_of or id(r) in moved for r in image_readers(node.output[0])):
+                del moved[key]
+                del image_of[node.output[0]]
+                changed = True
+
+    exits = set()
+    for t in image_of:
+        readers = index.consumers.get(t, [])
+        if t in index.graph_outputs or len(image_readers(t)) < len(readers):
+            exits.add(t)
+    reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None for p in plans}
+    return Region(image_of, moved, exits, reads_image)
