@@ -12,6 +12,7 @@ from typing import List, Optional
 from .api import Options, convert_file
 from .errors import BadInput
 from .inputs import load_npz, parse_input_shapes
+from .graph_pass import MODES
 from .layout import LAYOUTS
 
 
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default="spatial",
                    help="how rows are laid out for the Conv: on the image width (spatial, default, fast on "
                         "onnxruntime) or as a batch of 1x1 images (batch)")
+    p.add_argument("--mode", choices=MODES, default="full",
+                   help="full (default): an FC layer fed by Flatten/Reshape of a [N,C,H,W] map becomes a Conv with "
+                        "an HxW kernel on the map, the Flatten goes; 1x1: every layer becomes a 1x1 Conv")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
@@ -51,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
-        options = Options(layout=args.layout, verify=not args.no_verify,
+        options = Options(layout=args.layout, mode=args.mode, verify=not args.no_verify,
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol)
