@@ -5,9 +5,9 @@ A tensor is constant when it is
   graph input is a default value the caller may replace; below IR 4 every initializer is listed as an input and
   all of them are constants),
 - the output of a Constant node, or
-- the output of a small set of shape- and value-preserving ops (Identity, Transpose, Cast, Reshape, Squeeze,
-  Unsqueeze, Flatten, and element-wise Mul/Div/Add/Sub with constants) whose inputs are all constants:
-  exporters compute weights this way, e.g. `MatMul(x, Transpose(W))`.
+- the output of a small set of ops (Identity, Transpose, Cast, Reshape, Squeeze, Unsqueeze, Flatten,
+  ConstantOfShape, and element-wise Mul/Div/Add/Sub) whose inputs are all constants: exporters and older
+  models compute weights this way, e.g. `MatMul(x, Transpose(W))`.
 
 Everything else, including anything that depends on a graph input, is not constant, and `reason(name)` says why in
 one line. Values of an outer scope (weights of a main graph read inside an If or Loop body) resolve through
@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 from .graph_index import GraphIndex
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
-                "Mul", "Div", "Add", "Sub")
+                "Mul", "Div", "Add", "Sub", "ConstantOfShape")
 
 
 def _constant_node_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
@@ -40,6 +40,10 @@ def _constant_node_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
         if attr.name == "value_ints":
             return np.array(list(attr.ints), dtype=np.int64)
     return None  # sparse_value and string values are not weights
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} '{node.name}'" if node.name else node.op_type
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -73,6 +77,10 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.nd
         for a in sorted(int(a) % out_rank for a in axes):
             x = np.expand_dims(x, a)
         return x
+    if op == "ConstantOfShape":
+        value = _attr(node, "value")
+        fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
+        return np.full([int(d) for d in args[0]], fill, dtype=fill.dtype)
     if op == "Flatten":
         axis = _attr(node, "axis", 1) % max(args[0].ndim, 1)
         return args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)
@@ -138,16 +146,16 @@ class Constants:
                 return None, f"'{name}' comes from a Constant node with a sparse or string value"
             return value, ""
         if node.op_type not in FOLDABLE_OPS or node.domain not in ("", "ai.onnx"):
-            return None, f"'{name}' is computed at run time by {node.op_type} '{node.name}'"
+            return None, f"'{name}' is computed at run time by {_label(node)}"
         args = []
         for i in node.input:
             if not i:
                 continue
             v, why = self._resolve(i)
             if v is None:
-                return None, f"'{name}' is computed from run-time values by {node.op_type} '{node.name}'"
+                return None, f"'{name}' is computed from run-time values by {_label(node)}"
             args.append(v)
         try:
             return _evaluate(node, args, self.opset), ""
         except Exception as exc:  # a malformed constant subgraph is a reason to skip, not a crash
-            return None, f"'{name}' could not be folded through {node.op_type} '{node.name}': {exc}"
+            return None, f"'{name}' could not be folded through {_label(node)}: {exc}"

@@ -1,6 +1,7 @@
 """Makes the new nodes and constants of a rewrite, with fresh names and the right operator versions.
 
-Constants become initializers. (Below IR version 4 every initializer is also listed as a graph input; rewrite.py
+Constants become initializers of the main graph, also for rewrites inside If/Loop/Scan bodies, which read them
+from the outer scope. (Below IR version 4 every initializer is also listed as a graph input; rewrite.py
 lists the new ones, as exporters of that era did. Constant nodes are no way around that: before opset 9 a Constant
 cannot hold the int64 shapes that Reshape needs.)
 """
@@ -12,12 +13,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph_index import GraphIndex
+from .graph_index import Names
 
 
 class Emitter:
-    def __init__(self, index: GraphIndex, opset: int):
-        self.index = index
+    def __init__(self, names: Names, opset: int):
+        self.names = names
         self.opset = opset
         self.nodes: List[onnx.NodeProto] = []          # for the node being rewritten, in order
         self.initializers: List[onnx.TensorProto] = []  # for the whole run
@@ -27,7 +28,7 @@ class Emitter:
         self.nodes = []
 
     def constant(self, hint: str, value: np.ndarray) -> str:
-        name = self.index.fresh(hint)
+        name = self.names.fresh(hint)
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
@@ -40,8 +41,8 @@ class Emitter:
         return self._shapes[key]
 
     def node(self, op: str, inputs: Sequence[str], hint: str, output: Optional[str] = None, **attrs) -> str:
-        out = output or self.index.fresh(hint)
-        self.nodes.append(helper.make_node(op, list(inputs), [out], name=self.index.fresh(hint), **attrs))
+        out = output or self.names.fresh(hint)
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=self.names.fresh(hint), **attrs))
         return out
 
     def reshape(self, x: str, dims: Sequence[int], hint: str, output: Optional[str] = None) -> str:

@@ -48,8 +48,23 @@ def all_names(graph: onnx.GraphProto, into: Set[str]) -> Set[str]:
     return into
 
 
+class Names:
+    """Every name taken in the model, so that new tensors and nodes never collide with one in any scope."""
+
+    def __init__(self, model_graph: onnx.GraphProto):
+        self._taken = all_names(model_graph, set())
+
+    def fresh(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self._taken:
+            name = f"{hint}_{i}"
+            i += 1
+        self._taken.add(name)
+        return name
+
+
 class GraphIndex:
-    def __init__(self, graph: onnx.GraphProto, taken_names: Set[str]):
+    def __init__(self, graph: onnx.GraphProto, names: Names):
         self.graph = graph
         self.producer: Dict[str, onnx.NodeProto] = {}
         self.consumers: Dict[str, List[onnx.NodeProto]] = defaultdict(list)
@@ -58,7 +73,7 @@ class GraphIndex:
         self.graph_outputs = {o.name for o in graph.output}
         self.graph_inputs = {i.name for i in graph.input}
         self.initializers = {t.name: t for t in graph.initializer}
-        self._taken = taken_names
+        self.names = names
 
     def add_node(self, node: onnx.NodeProto) -> None:
         for out in node.output:
@@ -85,9 +100,4 @@ class GraphIndex:
 
     def fresh(self, hint: str) -> str:
         """A name based on `hint` that no tensor or node in the model uses yet."""
-        name, i = hint, 1
-        while name in self._taken:
-            name = f"{hint}_{i}"
-            i += 1
-        self._taken.add(name)
-        return name
+        return self.names.fresh(hint)

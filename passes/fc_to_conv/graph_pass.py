@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional, Set
 
 import onnx
 
 from .check import Plan, Skip, check
 from .constants import Constants
 from .emit import Emitter
-from .graph_index import GraphIndex, all_names
+from .graph_index import GraphIndex, Names, subgraphs
 from .layout import LAYOUTS
 from .match import find_candidates
 from .region import analyse
@@ -40,25 +40,59 @@ def default_opset(model: onnx.ModelProto) -> int:
 MODES = ("full", "1x1")
 
 
+def _scope(node: onnx.NodeProto, attr: str) -> str:
+    return f"{node.name or node.op_type}.{attr}/"
+
+
+def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], scope: str,
+               result: PassResult) -> Set[str]:
+    """Convert the FC layers of `graph` and, first, of every subgraph in it. Returns the outer-scope names that
+    converted layers here no longer read (weights of an enclosing graph)."""
+    names: Names = ctx["names"]
+    released: Set[str] = set()
+    if any(True for node in graph.node for _ in subgraphs(node)):
+        consts = Constants(GraphIndex(graph, names), ctx["ir"], ctx["opset"], outer)
+        for node in graph.node:
+            for a in node.attribute:
+                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                          list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
+                    released |= _run_graph(g, ctx, consts, scope + _scope(node, a.name), result)
+    index = GraphIndex(graph, names)
+    consts = Constants(index, ctx["ir"], ctx["opset"], outer)
+    plans: List[Plan] = []
+    for cand in find_candidates(list(graph.node), index):
+        verdict = check(cand, consts, ctx["shapes"], ctx["opset"], ctx["mode"])
+        if isinstance(verdict, Skip):
+            result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
+        else:
+            plans.append(verdict)
+    region = analyse(list(graph.node), plans, index, consts, ctx["shapes"], ctx["layout"])
+    local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
+    used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
+    converted = rewrite(graph, consts, plans, ctx["emitter"], ctx["layout"], region,
+                        {n for n in released if n in local})
+    for c in converted:
+        c.name = scope + c.name
+    result.converted.extend(converted)
+    return {n for n in released if n not in local} | used_outer
+
+
 def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full") -> PassResult:
-    """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads."""
+    """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads; also
+    inside If, Loop and Scan bodies."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     opset = default_opset(model)
     graph = model.graph
-    index = GraphIndex(graph, all_names(graph, set()))
-    consts = Constants(index, model.ir_version, opset)
-    shapes = infer(model)
+    names = Names(graph)
+    ctx = {"names": names, "ir": model.ir_version, "opset": opset, "shapes": infer(model), "layout": layout,
+           "mode": mode, "emitter": Emitter(names, opset)}
     result = PassResult()
-    plans: List[Plan] = []
-    for cand in find_candidates(list(graph.node), index):
-        verdict = check(cand, consts, shapes, opset, mode)
-        if isinstance(verdict, Skip):
-            result.skipped.append(Skipped(cand.name, cand.op, verdict.reason))
-        else:
-            plans.append(verdict)
-    region = analyse(list(graph.node), plans, index, consts, shapes, layout)
-    result.converted = rewrite(graph, index, consts, plans, Emitter(index, opset), layout, region)
+    _run_graph(graph, ctx, None, "", result)
+    new = ctx["emitter"].initializers
+    graph.initializer.extend(new)
+    if model.ir_version < 4:  # there, every initializer is also listed as a graph input
+        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in new)
     return result

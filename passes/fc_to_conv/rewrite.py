@@ -23,7 +23,7 @@ import onnx
 from .check import Plan
 from .constants import Constants
 from .emit import Emitter
-from .graph_index import GraphIndex, outer_names_used, subgraphs
+from .graph_index import outer_names_used, subgraphs
 from .layout import family_for, image_constant
 from .region import Region, input_family
 
@@ -72,8 +72,8 @@ class _Writer:
             if plan.bias_key not in self.weights:
                 self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
             inputs.append(self.weights[plan.bias_key])
-        conv_name = em.index.fresh(hint + "_conv")
-        conv_out = em.index.fresh(plan.output + "_conv")
+        conv_name = em.names.fresh(hint + "_conv")
+        conv_out = em.names.fresh(plan.output + "_conv")
         em.nodes.append(onnx.helper.make_node("Conv", inputs, [conv_out], name=conv_name,
                                               kernel_shape=list(plan.kernel)))
         if plan.post_add is None:
@@ -81,7 +81,7 @@ class _Writer:
             return conv_name
         # a row-varying Gemm C: leave the layout at once and add it in the original shape
         family = input_family(plan, self.layout, {})
-        rows = em.index.fresh(plan.output + "_rows")
+        rows = em.names.fresh(plan.output + "_rows")
         family.leave(em, conv_out, plan.n, rows, hint)
         if isinstance(plan.post_add, np.ndarray):
             term = em.constant(cand.c + "_post", plan.post_add)
@@ -103,10 +103,10 @@ class _Writer:
                 continue
             relaid = image_constant(self.consts.value(i), image.channels) if i else None
             inputs.append(i if relaid is None else em.constant(i + "_image", relaid))
-        out = em.index.fresh(node.output[0] + "_image")
+        out = em.names.fresh(node.output[0] + "_image")
         new = onnx.NodeProto()
         new.CopyFrom(node)
-        new.name = em.index.fresh((node.name or node.output[0]) + "_image")
+        new.name = em.names.fresh((node.name or node.output[0]) + "_image")
         del new.input[:]
         new.input.extend(inputs)
         del new.output[:]
@@ -121,8 +121,10 @@ class _Writer:
                 image.family.leave(self.em, self.image[t], image.channels, t, t)
 
 
-def rewrite(graph: onnx.GraphProto, index: GraphIndex, consts: Constants, plans: List[Plan], em: Emitter,
-            layout: str, region: Region) -> List[Converted]:
+def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Emitter, layout: str,
+            region: Region, released: Set[str] = frozenset()) -> List[Converted]:
+    """Rewrite `graph` in place. `released` names weights that rewrites inside subgraphs no longer read: they go
+    too if nothing else does. New constants stay in em.initializers for the caller to place."""
     plan_of = {id(p.cand.node): p for p in plans}
     fused = {id(p.cand.add) for p in plans if p.fuse_add}
     writer = _Writer(em, consts, region, layout)
@@ -145,20 +147,14 @@ def rewrite(graph: onnx.GraphProto, index: GraphIndex, consts: Constants, plans:
             new_nodes.append(node)
             continue
         new_nodes.extend(em.nodes)
-    removable = {id(n) for p in plans for name in (p.cand.w, p.cand.c) if name
-                 for n in consts.source_nodes(name)}
+    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released)
+    removable = {id(n) for name in sources for n in consts.source_nodes(name)}
     removable |= {id(p.head.flatten) for p in plans if p.head is not None}
-    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = _drop_unused_nodes(new_nodes, removable, graph)
     del graph.node[:]
     graph.node.extend(new_nodes)
     _drop_unused_initializers(graph, sources, consts.ir_version)
-
-    graph.initializer.extend(em.initializers)
-    if consts.ir_version < 4:  # there, every initializer is also listed as a graph input
-        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in em.initializers)
-    em.initializers = []
     gone = names_before - _tensor_names(graph)
     if gone:
         vi = [v for v in graph.value_info if v.name not in gone]

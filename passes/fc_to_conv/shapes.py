@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import onnx
 from onnx import shape_inference
 
+from .graph_index import subgraphs
+
 Dim = Union[int, str, None]
 TypeShape = Tuple[int, Optional[List[Dim]]]  # (elem_type, dims or None when the rank is unknown)
 
@@ -68,9 +70,23 @@ def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
     except Exception:  # inference is a help, not a requirement: fall back to the declared shapes
         inferred = light
     table: Dict[str, TypeShape] = {}
-    g = inferred.graph
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        table[vi.name] = dims_of(vi.type)
-    for t in model.graph.initializer:
-        table[t.name] = (t.data_type, list(t.dims))
+    _collect(inferred.graph, table)
+    _collect_initializers(model.graph, table)
     return table
+
+
+def _collect(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:
+    """Types of every scope: onnx names tensors uniquely across a model's graphs, so one table serves all."""
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        table[vi.name] = dims_of(vi.type)
+    for node in graph.node:
+        for g in subgraphs(node):
+            _collect(g, table)
+
+
+def _collect_initializers(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:
+    for t in graph.initializer:
+        table[t.name] = (t.data_type, list(t.dims))
+    for node in graph.node:
+        for g in subgraphs(node):
+            _collect_initializers(g, table)
