@@ -7,6 +7,12 @@
 - transformer_block.onnx: a pre-LayerNorm transformer block on [batch, seq, 64] activations (dynamic batch and
   seq): Q/K/V/output projections and a 2-layer GELU MLP as MatMul+Add, attention as MatMul between activations
   (which is not an FC layer and must stay).
+- computed_weights.onnx: weights that an older exporter computes: ConstantOfShape * Transpose(Constant), a
+  Cast from fp16, an Identity of an initializer (opset 11).
+- ir3_mlp.onnx: an MLP at IR version 3, opset 8: every initializer also listed as a graph input, Gemm with
+  transB=1 and a Reshape of the input.
+- if_loop.onnx: FC layers inside an If (weights from the outer scope and from the branch itself) and inside a
+  Loop body (y <- Relu(y @ W + b), 3 iterations).
 """
 from __future__ import annotations
 
@@ -102,9 +108,80 @@ def transformer_block(d=64, heads=4, ff=128):
     return _model(g, doc="pre-LN transformer block, d=64, 4 heads, MLP 128")
 
 
+def computed_weights():
+    rng = np.random.default_rng(3)
+    f16 = (rng.standard_normal((16, 8)) / 4).astype(np.float16)
+    nodes = [
+        helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([8, 16], np.int64))),
+        helper.make_node("ConstantOfShape", ["shape"], ["quarter"],
+                         value=helper.make_tensor("v", F, [1], [0.25])),
+        helper.make_node("Constant", [], ["w1_t"],
+                         value=numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32))),
+        helper.make_node("Transpose", ["w1_t"], ["w1_kn"], perm=[1, 0]),
+        helper.make_node("Mul", ["w1_kn", "quarter"], ["w1"]),
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("Cast", ["w2_f16"], ["w2"], to=F),
+        helper.make_node("MatMul", ["a1", "w2"], ["h2"], name="fc2"),
+        helper.make_node("Identity", ["w3_src"], ["w3"]),
+        helper.make_node("Gemm", ["h2", "w3"], ["y"], name="fc3"),
+    ]
+    inits = [numpy_helper.from_array(f16, "w2_f16"),
+             numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w3_src")]
+    g = helper.make_graph(nodes, "computed_weights", [helper.make_tensor_value_info("x", F, ["batch", 8])],
+                          [helper.make_tensor_value_info("y", F, ["batch", 4])], inits)
+    return _model(g, opset=11, ir=6, doc="weights computed by ConstantOfShape, Transpose, Mul, Cast, Identity")
+
+
+def ir3_mlp():
+    rng = np.random.default_rng(4)
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (np.array([-1, 12], np.int64), "flat"),
+        ((rng.standard_normal((16, 12)) / 3).astype(np.float32), "fc1_w"), (rng.standard_normal(16).astype(np.float32), "fc1_b"),
+        ((rng.standard_normal((16, 5)) / 4).astype(np.float32), "fc2_w"), (rng.standard_normal(5).astype(np.float32), "fc2_b")]]
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["x2"]),
+             helper.make_node("Gemm", ["x2", "fc1_w", "fc1_b"], ["h"], name="fc1", transB=1),
+             helper.make_node("Sigmoid", ["h"], ["a"]),
+             helper.make_node("MatMul", ["a", "fc2_w"], ["m"], name="fc2"),
+             helper.make_node("Add", ["m", "fc2_b"], ["y"], name="fc2_add")]
+    inputs = [helper.make_tensor_value_info("x", F, [2, 3, 4])]
+    inputs += [helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in inits]
+    g = helper.make_graph(nodes, "ir3_mlp", inputs, [helper.make_tensor_value_info("y", F, [2, 5])], inits)
+    return _model(g, opset=8, ir=3, doc="IR 3 / opset 8 MLP: initializers listed as graph inputs")
+
+
+def if_loop():
+    rng = np.random.default_rng(5)
+    T = TensorProto
+    then_g = helper.make_graph([helper.make_node("MatMul", ["x", "w_outer"], ["t"], name="then_fc")], "then", [],
+                               [helper.make_tensor_value_info("t", F, ["batch", 8])])
+    else_g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w_local", "b_outer"], ["e"], name="else_fc", transB=1)], "else", [],
+        [helper.make_tensor_value_info("e", F, ["batch", 8])],
+        [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32) / 3, "w_local")])
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["y_in", "w_loop"], ["mm"], name="loop_fc"),
+         helper.make_node("Add", ["mm", "b_outer"], ["pre"], name="loop_bias"),
+         helper.make_node("Relu", ["pre"], ["y_out"], name="loop_relu"),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"], name="loop_cond")],
+        "body", [helper.make_tensor_value_info("i", T.INT64, []), helper.make_tensor_value_info("cond_in", T.BOOL, []),
+                 helper.make_tensor_value_info("y_in", F, ["batch", 8])],
+        [helper.make_tensor_value_info("cond_out", T.BOOL, []), helper.make_tensor_value_info("y_out", F, ["batch", 8])])
+    nodes = [helper.make_node("If", ["use_then"], ["branch"], name="branch", then_branch=then_g, else_branch=else_g),
+             helper.make_node("Loop", ["trips", "", "branch"], ["y"], name="loop", body=body)]
+    inits = [numpy_helper.from_array(a, n) for a, n in [
+        (rng.standard_normal((8, 8)).astype(np.float32) / 3, "w_outer"), (rng.standard_normal(8).astype(np.float32), "b_outer"),
+        (rng.standard_normal((8, 8)).astype(np.float32) / 3, "w_loop"), (np.array(3, np.int64), "trips")]]
+    g = helper.make_graph(nodes, "if_loop", [helper.make_tensor_value_info("x", F, ["batch", 8]),
+                                             helper.make_tensor_value_info("use_then", T.BOOL, [])],
+                          [helper.make_tensor_value_info("y", F, ["batch", 8])], inits)
+    return _model(g, doc="FC layers inside If branches and a Loop body")
+
+
 def main():
     os.makedirs(MODELS, exist_ok=True)
-    for name, build in [("chapter_fc", chapter_fc), ("mlp", mlp), ("transformer_block", transformer_block)]:
+    for name, build in [("chapter_fc", chapter_fc), ("mlp", mlp), ("transformer_block", transformer_block),
+                        ("computed_weights", computed_weights), ("ir3_mlp", ir3_mlp), ("if_loop", if_loop)]:
         path = os.path.join(MODELS, name + ".onnx")
         onnx.save(build(), path)
         print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path)} bytes)")

@@ -20,7 +20,9 @@ ATTENTION = "both operands are computed at run time"
 def test_models_are_shipped():
     names = {os.path.basename(m) for m in MODELS}
     assert {"chapter_fc.onnx", "mlp.onnx", "transformer_block.onnx", "torch_mlp.onnx", "bert_tiny.onnx",
-            "bert_tiny_external.onnx", "mlp_fp16.onnx"} <= names
+            "bert_tiny_external.onnx", "mlp_fp16.onnx", "cnn_classifier.onnx", "cnn_classifier_fp16.onnx",
+            "resnet_tiny.onnx", "vit_tiny.onnx", "gpt_tiny.onnx", "computed_weights.onnx", "ir3_mlp.onnx",
+            "if_loop.onnx"} <= names
 
 
 @pytest.mark.parametrize("path", MODELS, ids=os.path.basename)
@@ -39,6 +41,17 @@ def test_cli_converts_shipped_model(path, tmp_path):
     left = [n for n in after.graph.node if n.op_type in ("Gemm", "MatMul")]
     assert len(left) == len(rep["skipped"])
     assert rep["ops_after"].get("Conv", 0) == before.get("Conv", 0) + len(rep["converted"])
+
+
+@pytest.mark.parametrize("name", ["cnn_classifier.onnx", "cnn_classifier_fp16.onnx", "resnet_tiny.onnx"])
+def test_classifier_heads_are_full_kernel_convs_without_flatten(name, tmp_path):
+    model, _ = load(os.path.join(ROOT, "models", name))
+    new, report = convert(model)
+    assert report.verified
+    first = report.converted[0]
+    assert first.layout == "full-kernel" and first.conv_weight_shape[2:] == ([4, 4] if "cnn" in name else [1, 1])
+    ops = [n.op_type for n in new.graph.node]
+    assert "Flatten" not in ops and "Transpose" not in ops and ops.count("Reshape") == 1 and ops[-1] == "Reshape"
 
 
 def test_bert_dynamic_batch_and_sequence():

@@ -11,13 +11,23 @@ from typing import Dict, List, Optional
 
 import onnx
 
+from .graph_index import subgraphs
 from .graph_pass import Skipped
 from .rewrite import Converted
 from .verify import Verification
 
 
 def op_counts(graph: onnx.GraphProto) -> Dict[str, int]:
-    return dict(sorted(Counter(n.op_type for n in graph.node).items()))
+    """Node counts by op type, in the graph and all its subgraphs."""
+    counts: Counter = Counter()
+
+    def walk(g: onnx.GraphProto) -> None:
+        for n in g.node:
+            counts[n.op_type] += 1
+            for sub in subgraphs(n):
+                walk(sub)
+    walk(graph)
+    return dict(sorted(counts.items()))
 
 
 @dataclass
