@@ -111,11 +111,36 @@ def test_usage_errors(tmp_path, args, message):
     assert_bad_input(r, message, tmp_path, keep=["in.onnx"])
 
 
-def test_verification_failure_exits_1_and_writes_nothing(tmp_path):
-    """An fp32 tolerance of 0 on a model whose rewrite differs by kernel rounding: a FAILED line per output."""
+def test_reverted_layer_and_strict(tmp_path):
+    """A tolerance of 0 on a layer whose rewrite differs by kernel rounding: the layer is reverted and the model
+    written without it; with --strict that is a failure: exit 1, nothing written."""
     src = tmp_path / "in.onnx"
     onnx.save(matmul_add_model(["n", 512], 512, 64, (64,)), str(src))
-    r = cli(src, tmp_path / "out.onnx", "--layout", "batch", "--rtol", "0", "--atol", "0")
+    args = [src, tmp_path / "out.onnx", "--layout", "batch", "--rtol", "0", "--atol", "0"]
+    r = cli(*args, "--strict")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "FAILED | output 'Y'" in r.stderr and "FAILED: the model was not written" in r.stderr
+    assert "REVERTED  MatMul 'matmul': wrong on its own: output 'Y' max_abs=" in r.stderr
+    assert "FAILED (--strict): layers were reverted; the model was not written" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
+    r = cli(*args)
+    assert r.returncode == 0
+    assert "converted 0 of 1 fully connected layers (1 reverted after failing verification)" in r.stdout
+    assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["MatMul", "Add"]
+
+
+def test_unverifiable_model_exits_1_and_writes_nothing(tmp_path):
+    """The original cannot run on generated inputs (a Reshape to a fixed batch): exit 1 with the fix named."""
+    from onnx import helper
+    from builders import init, make_model, rand, vi
+    import numpy as np
+    nodes = [helper.make_node("Reshape", ["X", "s"], ["r"]), helper.make_node("MatMul", ["r", "W"], ["Y"])]
+    m = make_model(nodes, [vi("X", ["n", 4])], [vi("Y", [2, 3])],
+                   [init("s", np.array([2, 4], np.int64)), init("W", rand((4, 3)))])
+    src = tmp_path / "in.onnx"
+    onnx.save(m, str(src))
+    r = cli(src, tmp_path / "out.onnx")
+    assert r.returncode == 1
+    assert "FAILED | the original model fails on the generated inputs" in r.stderr
+    assert "--input-shape NAME:DxD" in r.stderr and "FAILED: the model was not written" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
+    assert cli(src, tmp_path / "out.onnx", "--input-shape", "X:2x4").returncode == 0

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default 1e-5 for fp32, 5e-3 when fp16 layers were rewritten)")
     p.add_argument("--atol", type=float, help="max absolute error accepted regardless of rtol "
                                               "(default 1e-6 for fp32, 1e-4 for fp16)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, nothing written) if any layer had to be reverted after failing verification")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--quiet", action="store_true", help="print only failures")
     return p
@@ -58,7 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         options = Options(layout=args.layout, mode=args.mode, verify=not args.no_verify,
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
-                          input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol)
+                          input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
+                          strict=args.strict)
         report = convert_file(args.input, args.output, options)
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)

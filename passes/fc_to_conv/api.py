@@ -18,10 +18,11 @@ import onnx
 from . import inputs as feeds_mod
 from . import model_io
 from .errors import BadInput
-from .graph_pass import run_pass
+from .graph_pass import PassResult, run_pass
 from .report import Report, op_counts
 from .shapes import infer
-from .verify import TOLERANCES, compare_models, run_checker
+from .revert import revert_bad_layers
+from .verify import TOLERANCES, Reference, run_checker
 
 
 @dataclass
@@ -35,10 +36,11 @@ class Options:
     seed: int = 0
     rtol: Optional[float] = None        # None: per-dtype default from verify.TOLERANCES
     atol: Optional[float] = None
+    strict: bool = False                # a reverted layer fails the run instead of staying unconverted
 
 
-def _tolerances(report: Report, options: Options) -> Tuple[float, float]:
-    low = any(c.dtype in ("float16", "bfloat16") for c in report.converted)
+def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
+    low = any(c.dtype in ("float16", "bfloat16") for c in result.converted)
     rtol, atol = TOLERANCES["float16" if low else "float32"]
     return (options.rtol if options.rtol is not None else rtol,
             options.atol if options.atol is not None else atol)
@@ -51,16 +53,23 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
     """
     options = options or Options()
     report = Report(layout=options.layout, ops_before=op_counts(model.graph))
-    new = onnx.ModelProto()
-    new.CopyFrom(model)
-    result = run_pass(new, options.layout, options.mode)
-    report.converted, report.skipped = result.converted, result.skipped
-    report.ops_after = op_counts(new.graph)
+
+    def run(source: onnx.ModelProto, exclude=None, isolate=False):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(source)
+        return copy, run_pass(copy, options.layout, options.mode, exclude, isolate)
+
+    new, result = run(model)
     if options.verify:
         feeds = feeds_mod.make_feeds(model, infer(model), options.input_sets, options.seed,
                                      options.input_shapes, options.inputs)
-        rtol, atol = _tolerances(report, options)
-        report.verification = compare_models(model, new, feeds, rtol, atol)
+        rtol, atol = _tolerances(result, options)
+        reference = Reference(model, feeds, rtol, atol)
+        report.verification = reference.compare(new)
+        if not report.verification.numerics_passed and reference.error is None and result.converted:
+            new, result, report.verification = revert_bad_layers(
+                lambda exclude, isolate: run(model, exclude, isolate), lambda layer: run(layer)[0],
+                reference, options.seed)
         ok, why = run_checker(new)
         if ok:
             report.verification.checker = "PASSED"
@@ -68,6 +77,9 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
             ok_before, _ = run_checker(model)
             report.verification.checker = (f"FAILED: {why}" if ok_before else
                                            f"not clean, as the original is not: {why}")
+    report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
+    report.ops_after = op_counts(new.graph)
+    report.strict = options.strict
     return new, report
 
 
@@ -85,7 +97,7 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
     model, had_external = model_io.load(input_path)
     new, report = convert(model, options)
     report.input, report.output = input_path, output_path
-    if not options.verify or report.verified:
+    if not options.verify or report.verified and not (options.strict and report.reverted):
         model_io.save(new, output_path, model_io.needs_external(new, had_external))
         report.written = True
     return report

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Set
+from typing import Dict, List, Optional, Set
 
 import onnx
 
@@ -10,6 +10,7 @@ from .check import Plan, Skip, check
 from .constants import Constants
 from .emit import Emitter
 from .graph_index import GraphIndex, Names, subgraphs
+from .isolate import layer_model
 from .layout import LAYOUTS
 from .match import find_candidates
 from .region import analyse
@@ -28,6 +29,8 @@ class Skipped:
 class PassResult:
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Skipped] = field(default_factory=list)
+    reverted: List[Skipped] = field(default_factory=list)
+    layers: Dict[str, onnx.ModelProto] = field(default_factory=dict)   # key -> the layer cut out (isolate.py)
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -60,26 +63,34 @@ def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], sc
     index = GraphIndex(graph, names)
     consts = Constants(index, ctx["ir"], ctx["opset"], outer)
     plans: List[Plan] = []
+    position = {id(n): i for i, n in enumerate(graph.node)}
     for cand in find_candidates(list(graph.node), index):
+        cand.key = f"{scope}#{position[id(cand.node)]}"
         verdict = check(cand, consts, ctx["shapes"], ctx["opset"], ctx["mode"])
         if isinstance(verdict, Skip):
             result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
+        elif cand.key in ctx["exclude"]:
+            result.reverted.append(Skipped(scope + cand.name, cand.op, ctx["exclude"][cand.key]))
         else:
             plans.append(verdict)
+            if ctx["isolate"]:
+                result.layers[cand.key] = layer_model(verdict, consts, ctx["shapes"], ctx["opset"], ctx["ir"])
     region = analyse(list(graph.node), plans, index, consts, ctx["shapes"], ctx["layout"])
     local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
     used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
     converted = rewrite(graph, consts, plans, ctx["emitter"], ctx["layout"], region,
                         {n for n in released if n in local})
-    for c in converted:
-        c.name = scope + c.name
+    for c, plan in zip(converted, plans):
+        c.name, c.key = scope + c.name, plan.cand.key
     result.converted.extend(converted)
     return {n for n in released if n not in local} | used_outer
 
 
-def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full") -> PassResult:
+def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full",
+             exclude: Optional[Dict[str, str]] = None, isolate: bool = False) -> PassResult:
     """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads; also
-    inside If, Loop and Scan bodies."""
+    inside If, Loop and Scan bodies. Layers whose key is in `exclude` are left alone and listed as reverted, with
+    the reason given there. With `isolate`, each converted layer is also cut out on its own (result.layers)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if mode not in MODES:
@@ -88,7 +99,7 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full"
     graph = model.graph
     names = Names(graph)
     ctx = {"names": names, "ir": model.ir_version, "opset": opset, "shapes": infer(model), "layout": layout,
-           "mode": mode, "emitter": Emitter(names, opset)}
+           "mode": mode, "emitter": Emitter(names, opset), "exclude": exclude or {}, "isolate": isolate}
     result = PassResult()
     _run_graph(graph, ctx, None, "", result)
     new = ctx["emitter"].initializers

@@ -40,6 +40,7 @@ class Candidate:
     trans_b: bool = False
     alpha: float = 1.0
     beta: float = 1.0
+    key: str = ""                # where the node sits ("<scope>#<position>"): stable across runs of the pass
     notes: List[str] = field(default_factory=list)
 
     @property

@@ -39,7 +39,9 @@ class Report:
     skipped: List[Skipped] = field(default_factory=list)
     ops_before: Dict[str, int] = field(default_factory=dict)
     ops_after: Dict[str, int] = field(default_factory=dict)
+    reverted: List[Skipped] = field(default_factory=list)
     verification: Optional[Verification] = None
+    strict: bool = False
     written: bool = False
 
     @property
@@ -54,8 +56,9 @@ class Report:
 
     def text(self) -> str:
         lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout})"]
-        total = len(self.converted) + len(self.skipped)
-        lines.append(f"converted {len(self.converted)} of {total} fully connected layers")
+        total = len(self.converted) + len(self.skipped) + len(self.reverted)
+        lines.append(f"converted {len(self.converted)} of {total} fully connected layers"
+                     + (f" ({len(self.reverted)} reverted after failing verification)" if self.reverted else ""))
         for c in self.converted:
             extra = f" + Add '{c.fused_add}'" if c.fused_add else ""
             lines.append(f"  CONVERTED {c.op} '{c.name}'{extra}: input {_dims(c.input_shape)} weight "
@@ -63,6 +66,8 @@ class Report:
             lines.extend(f"            note: {n}" for n in c.notes)
         for s in self.skipped:
             lines.append(f"  SKIPPED   {s.op} '{s.name}': {s.reason}")
+        for s in self.reverted:
+            lines.append(f"  REVERTED  {s.op} '{s.name}': {s.reason}")
         lines.append("ops before: " + _counts(self.ops_before))
         lines.append("ops after:  " + _counts(self.ops_after))
         v = self.verification
@@ -78,7 +83,12 @@ class Report:
             failed = [o.name for o in v.outputs if not o.passed]
             if failed:
                 lines.append(f"  FAILED | Mismatched outputs: {failed}")
-            lines.append("  PASSED" if v.passed else "  FAILED: the model was not written")
+            if not v.passed:
+                lines.append("  FAILED: the model was not written")
+            elif self.strict and self.reverted:
+                lines.append("  FAILED (--strict): layers were reverted; the model was not written")
+            else:
+                lines.append("  PASSED")
         return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ class Converted:
     kernel: str = "1x1"
     fused_add: Optional[str] = None
     notes: List[str] = field(default_factory=list)
+    key: str = ""
 
 
 class _Writer:

@@ -63,8 +63,20 @@ class Verification:
     checker: str = "not run"
 
     @property
+    def numerics_passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outputs)
+
+    @property
     def passed(self) -> bool:
-        return self.error is None and all(o.passed for o in self.outputs) and not self.checker.startswith("FAILED")
+        return self.numerics_passed and not self.checker.startswith("FAILED")
+
+    def failure(self) -> str:
+        """One line: what failed."""
+        if self.error:
+            return self.error
+        bad = [o for o in self.outputs if not o.passed]
+        return "; ".join(f"output '{o.name}' max_abs={o.max_abs:.3g} norm_err={o.norm_err:.3g}"
+                         + (f" ({o.detail})" if o.detail else "") for o in bad) or self.checker
 
 
 def _session_options() -> ort.SessionOptions:
@@ -123,35 +135,51 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
     return check
 
 
+class Reference:
+    """The original model's outputs on the input sets, computed once and compared against any number of candidate
+    rewrites (the whole conversion, then smaller ones while hunting a bad layer)."""
+
+    def __init__(self, original: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]], rtol: float, atol: float):
+        self.feeds, self.rtol, self.atol = feeds, rtol, atol
+        self.names = [o.name for o in original.graph.output]
+        self.error: Optional[str] = None
+        self.outputs: List[list] = []
+        with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
+            try:
+                sess = session(original, tmp)
+            except Exception as exc:
+                self.error = f"the original model does not load in onnxruntime: {_first_line(exc)}"
+                return
+            try:
+                self.outputs = [sess.run(None, feed) for feed in feeds]
+            except Exception as exc:
+                self.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
+                              "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
+
+    def compare(self, rewritten: onnx.ModelProto) -> Verification:
+        result = Verification(self.rtol, self.atol, len(self.feeds))
+        if self.error:
+            result.error = self.error
+            return result
+        with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
+            try:
+                sess = session(rewritten, tmp)
+                gots = [sess.run(None, feed) for feed in self.feeds]
+            except Exception as exc:
+                result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
+                return result
+        checks: Dict[str, OutputCheck] = {}
+        for ref, got in zip(self.outputs, gots):
+            for name, r, g in zip(self.names, ref, got):
+                checks[name] = compare_output(name, np.asarray(r), np.asarray(g), self.rtol, self.atol,
+                                              checks.get(name))
+        result.outputs = [checks[n] for n in self.names]
+        return result
+
+
 def compare_models(original: onnx.ModelProto, rewritten: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]],
                    rtol: float, atol: float) -> Verification:
-    result = Verification(rtol, atol, len(feeds))
-    with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
-        try:
-            ref_sess = session(original, tmp)
-        except Exception as exc:
-            result.error = f"the original model does not load in onnxruntime: {_first_line(exc)}"
-            return result
-        try:
-            refs = [ref_sess.run(None, feed) for feed in feeds]
-        except Exception as exc:
-            result.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
-                            "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
-            return result
-        del ref_sess
-        try:
-            new_sess = session(rewritten, tmp)
-            gots = [new_sess.run(None, feed) for feed in feeds]
-        except Exception as exc:
-            result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
-            return result
-    names = [o.name for o in original.graph.output]
-    checks: Dict[str, OutputCheck] = {}
-    for ref, got in zip(refs, gots):
-        for name, r, g in zip(names, ref, got):
-            checks[name] = compare_output(name, np.asarray(r), np.asarray(g), rtol, atol, checks.get(name))
-    result.outputs = [checks[n] for n in names]
-    return result
+    return Reference(original, feeds, rtol, atol).compare(rewritten)
 
 
 def run_checker(model: onnx.ModelProto) -> Tuple[bool, str]:

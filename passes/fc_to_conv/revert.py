@@ -1,0 +1,76 @@
+"""Verified or reverted: find the rewrites that make the model wrong, and convert again without them.
+
+Called when the whole converted model fails verification against the original (and the original itself ran):
+1. Each converted layer is cut out on its own (isolate.py), converted and compared: a layer wrong on its own is
+   reverted with that error. This finds a bug that hits every layer in one pass over tiny models.
+2. The pass runs again without those layers. If the whole model still fails, the remaining layers are bisected:
+   the pass runs with only one half of them enabled, then the half of that half that fails, and so on, so b bad
+   layers among L cost about 2 b log2(L) whole-model runs. The original's outputs are computed once (Reference).
+3. Repeat until the model verifies or nothing is left converted. If no layer fails alone but several do together,
+   the first layer whose absence lets the others pass is reverted (one whole-model run per layer tried), else all.
+The reverted layers stay as they were in the original model and are listed with their error.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Tuple
+
+import onnx
+
+from .graph_pass import PassResult
+from .inputs import make_feeds
+from .shapes import infer
+from .verify import Reference, Verification
+
+Convert = Callable[[Dict[str, str], bool], Tuple[onnx.ModelProto, PassResult]]
+
+
+def check_layer(layer: onnx.ModelProto, convert: Callable[[onnx.ModelProto], onnx.ModelProto], rtol: float,
+                atol: float, seed: int) -> str:
+    """'' when the layer's rewrite matches the layer on its own, else the failure in one line."""
+    feeds = make_feeds(layer, infer(layer), sets=1, seed=seed)
+    verdict = Reference(layer, feeds, rtol, atol).compare(convert(layer))
+    return "" if verdict.numerics_passed else verdict.failure()
+
+
+def _bisect(keys: List[str], fails: Callable[[List[str]], str]) -> Dict[str, str]:
+    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""
+    if len(keys) == 1:
+        why = fails(keys)
+        return {keys[0]: why} if why else {}
+    half = len(keys) // 2
+    found: Dict[str, str] = {}
+    for group in (keys[:half], keys[half:]):
+        if fails(group):
+            found.update(_bisect(group, fails) if len(group) > 1 else {group[0]: fails(group)})
+    return found
+
+
+def revert_bad_layers(convert: Convert, convert_layer: Callable[[onnx.ModelProto], onnx.ModelProto],
+                      reference: Reference, seed: int) -> Tuple[onnx.ModelProto, PassResult, Verification]:
+    _, first = convert({}, True)
+    exclude: Dict[str, str] = {}
+    for key, layer in first.layers.items():
+        why = check_layer(layer, convert_layer, reference.rtol, reference.atol, seed)
+        if why:
+            exclude[key] = f"wrong on its own: {why}"
+    while True:
+        model, result = convert(exclude, False)
+        verdict = reference.compare(model)
+        if verdict.numerics_passed or not result.converted:
+            return model, result, verdict
+        enabled = [c.key for c in result.converted]
+
+        def fails(group: List[str]) -> str:
+            others = {k: "" for k in enabled if k not in group}
+            v = reference.compare(convert({**exclude, **others}, False)[0])
+            return "" if v.numerics_passed else v.failure()
+
+        bad = _bisect(enabled, fails)
+        if bad:
+            exclude.update({k: f"wrong in the whole model: {why}" for k, why in bad.items()})
+            continue
+        # no layer fails alone: two or more fail together (e.g. through an op moved between them); leave out the
+        # first one whose absence makes the rest pass, else all of them
+        why = verdict.failure()
+        alone = next((k for k in enabled if not fails([e for e in enabled if e != k])), None)
+        exclude.update({k: f"the rewrites fail only together: {why}" for k in ([alone] if alone else enabled)})

@@ -1,0 +1,119 @@
+"""Verified or reverted: deliberate bugs injected into the rewrite are caught, and exactly the layers they break
+are reverted; the written model then verifies. --strict turns any revert into a failure."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from builders import init, make_model, ops, rand, run, vi
+from passes.fc_to_conv import Options, convert, convert_file, fold, layout
+from test_rewrite import assert_close
+
+M = K = N = 6
+
+
+def three_layers():
+    """L1: Gemm transB=1 + bias [N]; Relu and a Mul by a per-channel constant; L2: Gemm alpha=0.5 + C [M, 1]
+    (stays an Add); L3: MatMul + Add. Square sizes, so that a wrong transpose or bias still runs."""
+    nodes = [helper.make_node("Gemm", ["X", "w1", "b1"], ["h1"], name="L1", transB=1),
+             helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("Mul", ["r1", "scale"], ["a1"]),
+             helper.make_node("Gemm", ["a1", "w2", "c2"], ["h2"], name="L2", alpha=0.5),
+             helper.make_node("MatMul", ["h2", "w3"], ["m3"], name="L3"),
+             helper.make_node("Add", ["m3", "b3"], ["Y"], name="L3_bias")]
+    inits = [init("w1", rand((N, K), seed=1)), init("b1", rand(N, seed=2)), init("w2", rand((K, N), seed=3)),
+             init("c2", rand((M, 1), seed=4)), init("w3", rand((K, N), seed=5)), init("b3", rand(N, seed=6)),
+             init("scale", rand(N, seed=7))]
+    return make_model(nodes, [vi("X", [M, K])], [vi("Y", [M, N])], inits)
+
+
+def _bug_transpose(mp):
+    real = fold.conv_weight
+    mp.setattr(fold, "conv_weight", lambda b, t=False, a=1.0: real(b, True, a) if not t else real(b, t, a))
+
+
+def _bug_bias(mp):
+    real = fold.conv_bias
+    mp.setattr(fold, "conv_bias", lambda c, n, beta=1.0, dtype=None: 0 * real(c, n, beta, dtype))
+
+
+def _bug_alpha(mp):
+    real = fold.conv_weight
+    mp.setattr(fold, "conv_weight", lambda b, t=False, a=1.0: real(b, t, 1.0))
+
+
+def _bug_reshape(mp):
+    """The way out of a rank-2 spatial image reshapes [1, N, 1, M] straight to [M, N], dropping the Transpose."""
+    real = layout.Family.leave
+
+    def leave(self, em, y, n, out, hint):
+        if self.kind == "spatial" and len(self.lead) == 1 and self.lead[0] != 1:
+            return em.reshape(y, [-1, n], hint + "_rows", out)
+        return real(self, em, y, n, out, hint)
+    mp.setattr(layout.Family, "leave", leave)
+
+
+def _bug_row_bias(mp):
+    """A [M, 1] Gemm bias taken for a per-channel [N] one (M == N, so it still runs)."""
+    mp.setattr(fold, "per_channel_bias", lambda c, n, r: c.size in (1, n) and c.ndim <= r)
+    mp.setattr(fold, "conv_bias", lambda c, n, beta=1.0, dtype=None:
+               np.broadcast_to((c.reshape(-1) * beta).astype(dtype or c.dtype), (n,)).copy())
+
+
+def _bug_moved_constant(mp):
+    """The per-channel constant of an op moved between layers re-laid in reverse channel order."""
+    real = layout.image_constant
+    mp.setattr("passes.fc_to_conv.rewrite.image_constant",
+               lambda c, ch: None if real(c, ch) is None else real(c[..., ::-1].copy(), ch))
+
+
+@pytest.mark.parametrize("bug,inject,expected", [
+    ("transpose dropped", _bug_transpose, {"L2", "L3"}),
+    ("bias dropped", _bug_bias, {"L1", "L3"}),
+    ("alpha ignored", _bug_alpha, {"L2"}),
+    ("wrong Reshape", _bug_reshape, {"L1", "L2", "L3"}),  # every rank-2 way out is wrong, L1 alone too
+    ("[M, 1] bias treated as [N]", _bug_row_bias, {"L2"}),
+])
+def test_injected_bug_is_caught_and_reverted(bug, inject, expected, monkeypatch, tmp_path):
+    m = three_layers()
+    inject(monkeypatch)
+    new, report = convert(m)
+    assert report.verified, report.text()
+    assert {r.name for r in report.reverted} == expected, report.text()
+    assert {c.name for c in report.converted} == {"L1", "L2", "L3"} - expected
+    assert all(r.reason.startswith("wrong on its own: output '") or
+               r.reason.startswith("wrong on its own: the rewritten model does not run") for r in report.reverted)
+    x = rand((M, K), seed=9)
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+    for name in expected:  # a reverted layer is the original node, untouched
+        assert any(n.name == name for n in new.graph.node)
+
+    src = tmp_path / "in.onnx"
+    onnx.save(m, str(src))
+    strict = convert_file(str(src), str(tmp_path / "strict.onnx"), Options(strict=True))
+    assert not strict.written and not (tmp_path / "strict.onnx").exists()
+    assert "REVERTED" in strict.text() and "FAILED (--strict)" in strict.text()
+
+
+def test_bug_seen_only_in_the_whole_model_is_found_by_bisection(monkeypatch):
+    """Each layer is right on its own; the Mul moved between L1 and L2 is wrong. Only the whole model shows it,
+    and leaving out one of the two layers (the first that helps: L1) is enough."""
+    m = three_layers()
+    _bug_moved_constant(monkeypatch)
+    new, report = convert(m)
+    assert report.verified, report.text()
+    assert [r.name for r in report.reverted] == ["L1"], report.text()
+    assert report.reverted[0].reason.startswith("the rewrites fail only together: output 'Y'")
+    assert {c.name for c in report.converted} == {"L2", "L3"}
+    x = rand((M, K), seed=9)
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_nan_in_both_models_is_reported_not_failed():
+    """log of a negative FC output is NaN in both models: counted, not a mismatch, and nothing is reverted."""
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["h"], name="fc"), helper.make_node("Log", ["h"], ["Y"])]
+    m = make_model(nodes, [vi("X", ["n", 4])], [vi("Y", ["n", 3])], [init("W", rand((4, 3)))])
+    _, report = convert(m)
+    assert report.verified and not report.reverted
+    out = report.verification.outputs[0]
+    assert out.nonfinite > 0 and f"{out.nonfinite} NaN/Inf equal in both" in report.text()
