@@ -6,6 +6,7 @@ Exit codes: 0 converted (and verified, unless --no-verify); 1 verification faile
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default 1e-5 for fp32, 5e-3 when fp16 layers were rewritten)")
     p.add_argument("--atol", type=float, help="max absolute error accepted regardless of rtol "
                                               "(default 1e-6 for fp32, 1e-4 for fp16)")
+    p.add_argument("--in-place", action="store_true",
+                   help="allow OUT to be IN: the model file is replaced atomically (its external data files are "
+                        "never written to; new data goes to a new file)")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing written) if any layer had to be reverted after failing verification")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
@@ -62,9 +66,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict)
-        report = convert_file(args.input, args.output, options)
+        report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the output cannot be written: permissions, a full disk
+        print(f"fc2conv: error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # never a traceback for a model we could not handle; FC2CONV_DEBUG=1 shows it
+        if os.environ.get("FC2CONV_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"fc2conv: error: {args.input}: could not be converted ({type(exc).__name__}: {text}); nothing was "
+              "written (set FC2CONV_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     if not args.quiet or not report.written:
         print(report.text(), file=sys.stdout if report.written else sys.stderr)

@@ -83,21 +83,24 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
     return new, report
 
 
-def convert_file(input_path: str, output_path: str, options: Optional[Options] = None) -> Report:
+def convert_file(input_path: str, output_path: str, options: Optional[Options] = None,
+                 in_place: bool = False) -> Report:
     """Convert the model at `input_path` and write it to `output_path` if it verified (or verify is off).
 
-    Raises BadInput for an unusable input or output path. Nothing is written when verification fails.
+    Raises BadInput for an unusable input or output path. Nothing is written when verification fails. The output
+    may be the input only with in_place=True; the input's external data files are never written to.
     """
     options = options or Options()
-    if os.path.abspath(output_path) == os.path.abspath(input_path):
-        raise BadInput(f"{output_path}: the output would overwrite the input; choose another output path")
+    if os.path.realpath(output_path) == os.path.realpath(input_path) and not in_place:
+        raise BadInput(f"{output_path}: the output would overwrite the input; choose another output path or pass "
+                       "--in-place")
     out_dir = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(out_dir):
         raise BadInput(f"{output_path}: the output folder {out_dir} does not exist")
-    model, had_external = model_io.load(input_path)
+    model, data_files = model_io.load(input_path)
     new, report = convert(model, options)
     report.input, report.output = input_path, output_path
     if not options.verify or report.verified and not (options.strict and report.reverted):
-        model_io.save(new, output_path, model_io.needs_external(new, had_external))
+        model_io.save(new, output_path, model_io.needs_external(new, bool(data_files)), keep=data_files)
         report.written = True
     return report

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Iterator, Set, Tuple
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -19,6 +19,7 @@ from onnx import external_data_helper
 
 from .errors import BadInput
 from .graph_index import subgraphs
+from .validate import raw_bytes, validate
 
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -42,7 +43,11 @@ def external_tensors(model: onnx.ModelProto) -> list:
 def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
     root = folder.resolve()
     for t in external_tensors(model):
-        info = external_data_helper.ExternalDataInfo(t)
+        try:
+            info = external_data_helper.ExternalDataInfo(t)
+        except ValueError as exc:  # onnx refuses negative offsets and lengths itself
+            raise BadInput(f"{path}: tensor '{t.name}' has bad external data ({exc}): negative offset or length"
+                           ) from None
         loc = info.location
         where = f"{path}: tensor '{t.name}' has external data '{loc}'"
         if not loc or os.path.isabs(loc) or loc.startswith(("/", "\\")):
@@ -59,13 +64,17 @@ def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
         if offset < 0 or (info.length is not None and info.length < 0):
             raise BadInput(f"{where}: negative offset or length")
         size = resolved.stat().st_size
-        if offset + (info.length or 0) > size:
-            raise BadInput(f"{where}: reaches byte {offset + (info.length or 0)} but the file has {size} bytes "
-                           "(truncated?)")
+        length = info.length if info.length is not None else size - offset
+        need = raw_bytes(t)
+        if length < need:
+            raise BadInput(f"{where}: holds {length} bytes but shape {list(t.dims)} needs {need} "
+                           "(data shorter than its shape)")
+        if offset + length > size:
+            raise BadInput(f"{where}: reaches byte {offset + length} but the file has {size} bytes (truncated?)")
 
 
-def load(path: str) -> Tuple[onnx.ModelProto, bool]:
-    """The model at `path` with its external data loaded, and whether it had any."""
+def load(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
+    """The model at `path` with its external data loaded, and the external data files it read (resolved)."""
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{path}: no such file")
@@ -85,8 +94,10 @@ def load(path: str) -> Tuple[onnx.ModelProto, bool]:
         raise BadInput(f"{path}: not an ONNX model (no graph or no IR version)")
     if not any(i.domain in ("", "ai.onnx") for i in model.opset_import):
         raise BadInput(f"{path}: the model imports no default-domain opset (opset_import is empty or foreign)")
+    validate(model, path)
     _check_external(model, p.parent, path)
-    external = bool(external_tensors(model))
+    external = {str((p.parent / external_data_helper.ExternalDataInfo(t).location).resolve())
+                for t in external_tensors(model)}
     if external:
         try:
             external_data_helper.load_external_data_for_model(model, str(p.parent))
@@ -99,9 +110,18 @@ def needs_external(model: onnx.ModelProto, had_external: bool) -> bool:
     return had_external or model.ByteSize() > PROTOBUF_LIMIT - 64 * 2**20
 
 
-def save(model: onnx.ModelProto, path: str, external: bool) -> None:
-    """Write `model` to `path` atomically. With external=True the model's tensors move to external data (the
-    in-memory model is changed: its tensors then point at the file)."""
+def data_location(out: Path, keep: Set[str]) -> str:
+    """`<output name>.data`, or a numbered variant where that would be one of the input's data files, which are
+    never written to."""
+    location, i = out.name + ".data", 1
+    while str((out.parent / location).resolve()) in keep:
+        location, i = f"{out.name}.{i}.data", i + 1
+    return location
+
+
+def save(model: onnx.ModelProto, path: str, external: bool, keep: Set[str] = frozenset()) -> None:
+    """Write `model` to `path` atomically. With external=True the model's tensors move to external data beside it
+    (the in-memory model is changed: its tensors then point at the file); no file named in `keep` is touched."""
     out = Path(path)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -110,7 +130,7 @@ def save(model: onnx.ModelProto, path: str, external: bool) -> None:
     try:
         tmp_model = tmp / out.name
         if external:
-            location = out.name + ".data"
+            location = data_location(out, keep)
             onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=location, size_threshold=1024, convert_attribute=False)
             os.replace(tmp / location, folder / location)
