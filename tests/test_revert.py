@@ -117,3 +117,17 @@ def test_nan_in_both_models_is_reported_not_failed():
     assert report.verified and not report.reverted
     out = report.verification.outputs[0]
     assert out.nonfinite > 0 and f"{out.nonfinite} NaN/Inf equal in both" in report.text()
+
+
+def test_revert_on_a_streamed_external_data_model(monkeypatch, tmp_path):
+    """The same machinery on a file with external data, which is converted as a stream and re-read per attempt."""
+    m = three_layers()
+    src = tmp_path / "in.onnx"
+    onnx.save_model(m, str(src), save_as_external_data=True, location="in.data", size_threshold=0)
+    _bug_alpha(monkeypatch)
+    report = convert_file(str(src), str(tmp_path / "out.onnx"))
+    assert report.written and report.verified
+    assert [r.name for r in report.reverted] == ["L2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.data", "in.onnx", "out.onnx", "out.onnx.data"]
+    x = rand((M, K), seed=9)
+    assert_close(run(onnx.load(str(tmp_path / "out.onnx")), {"X": x})[0], run(m, {"X": x})[0])

@@ -9,8 +9,13 @@ The CLI (__main__.py) maps each flag to one field of Options.
 from __future__ import annotations
 
 import os
+import resource
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -18,9 +23,10 @@ import onnx
 from . import inputs as feeds_mod
 from . import model_io
 from .errors import BadInput
+from .external import DataSink, stream_model
 from .graph_pass import PassResult, run_pass
 from .report import Report, op_counts
-from .shapes import infer
+from .shapes import infer, light_model
 from .revert import revert_bad_layers
 from .verify import TOLERANCES, Reference, run_checker
 
@@ -46,40 +52,71 @@ def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
             options.atol if options.atol is not None else atol)
 
 
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+# attempt(exclude) -> (target, PassResult, ops_after, model): the pass on a fresh copy of the original without the
+# excluded layers; target is what onnxruntime and the checker read (the model, or the file it was written to)
+Attempt = Callable[[Dict[str, str]], Tuple[Any, PassResult, Dict[str, int], onnx.ModelProto]]
+
+
+def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], attempt: Attempt,
+             isolated: Callable[[], Dict[str, onnx.ModelProto]], options: Options) -> Tuple[Any, onnx.ModelProto, Report]:
+    """The pass, the verification and the reverts, for a model in memory or on disk.
+
+    info: the original's structure (weights not needed); original: what onnxruntime runs as the reference (the
+    model, or its file); attempt: see Attempt; isolated(): each converted layer cut out on its own.
+    """
+    report = Report(layout=options.layout, ops_before=op_counts(info.graph))
+    reference = None
+    if options.verify:
+        feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
+                                     options.inputs)
+        reference = Reference(original, [o.name for o in info.graph.output], feeds)  # before the weights load
+    outcome = attempt({})
+    if options.verify:
+        rtol, atol = _tolerances(outcome[1], options)
+        report.verification = reference.compare(outcome[0], rtol, atol)
+        if not report.verification.numerics_passed and reference.error is None and outcome[1].converted:
+            convert_layer = lambda layer: _run_copy(layer, options)
+            outcome, report.verification = revert_bad_layers(attempt, isolated(), convert_layer, reference, rtol,
+                                                             atol, options.seed)
+        ok, why = run_checker(outcome[0])
+        if ok:
+            report.verification.checker = "PASSED"
+        else:
+            ok_before, _ = run_checker(original)
+            report.verification.checker = (f"FAILED: {why}" if ok_before else
+                                           f"not clean, as the original is not: {why}")
+    target, result, report.ops_after, model = outcome
+    report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
+    report.strict = options.strict
+    return target, model, report
+
+
+def _run_copy(model: onnx.ModelProto, options: Options) -> onnx.ModelProto:
+    copy = _copy(model)
+    run_pass(copy, options.layout, options.mode)
+    return copy
+
+
 def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[onnx.ModelProto, Report]:
     """Rewrite the FC layers of a copy of `model` into Convs; verify the copy unless options.verify is False.
 
     The input model is not modified. Check `report.verified` (or report.verification) before using the result.
     """
     options = options or Options()
-    report = Report(layout=options.layout, ops_before=op_counts(model.graph))
 
-    def run(source: onnx.ModelProto, exclude=None, isolate=False):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(source)
-        return copy, run_pass(copy, options.layout, options.mode, exclude, isolate)
+    def attempt(exclude):
+        copy = _copy(model)
+        result = run_pass(copy, options.layout, options.mode, exclude)
+        return copy, result, op_counts(copy.graph), copy
 
-    new, result = run(model)
-    if options.verify:
-        feeds = feeds_mod.make_feeds(model, infer(model), options.input_sets, options.seed,
-                                     options.input_shapes, options.inputs)
-        rtol, atol = _tolerances(result, options)
-        reference = Reference(model, feeds, rtol, atol)
-        report.verification = reference.compare(new)
-        if not report.verification.numerics_passed and reference.error is None and result.converted:
-            new, result, report.verification = revert_bad_layers(
-                lambda exclude, isolate: run(model, exclude, isolate), lambda layer: run(layer)[0],
-                reference, options.seed)
-        ok, why = run_checker(new)
-        if ok:
-            report.verification.checker = "PASSED"
-        else:
-            ok_before, _ = run_checker(model)
-            report.verification.checker = (f"FAILED: {why}" if ok_before else
-                                           f"not clean, as the original is not: {why}")
-    report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
-    report.ops_after = op_counts(new.graph)
-    report.strict = options.strict
+    isolated = lambda: run_pass(_copy(model), options.layout, options.mode, isolate=True).layers
+    _, new, report = _convert(model, model, attempt, isolated, options)
     return new, report
 
 
@@ -89,18 +126,67 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
 
     Raises BadInput for an unusable input or output path. Nothing is written when verification fails. The output
     may be the input only with in_place=True; the input's external data files are never written to.
+
+    Memory: onnxruntime runs the original from its file before this process loads anything of the weights. A
+    model with external data is then converted as a stream (external.py): weights are read from their file one
+    at a time when folded, new ones appended to the output's data file as they are made, the rest copied over in
+    chunks. Every attempt is written to a temporary folder beside the output, verified from there, and the one
+    kept is renamed into place.
     """
     options = options or Options()
     if os.path.realpath(output_path) == os.path.realpath(input_path) and not in_place:
         raise BadInput(f"{output_path}: the output would overwrite the input; choose another output path or pass "
                        "--in-place")
-    out_dir = os.path.dirname(os.path.abspath(output_path))
-    if not os.path.isdir(out_dir):
+    out = Path(output_path)
+    out_dir = out.parent.resolve()
+    if not out_dir.is_dir():
         raise BadInput(f"{output_path}: the output folder {out_dir} does not exist")
-    model, data_files = model_io.load(input_path)
-    new, report = convert(model, options)
-    report.input, report.output = input_path, output_path
-    if not options.verify or report.verified and not (options.strict and report.reverted):
-        model_io.save(new, output_path, model_io.needs_external(new, bool(data_files)), keep=data_files)
-        report.written = True
-    return report
+    info, data_files = model_io.open_model(input_path)
+    base_dir = str(Path(input_path).resolve().parent)
+    location = model_io.data_location(out, data_files)
+    streamed = bool(data_files)
+    first = [info]
+
+    def fresh() -> onnx.ModelProto:  # the first attempt edits the model already open; later ones reopen the file
+        model = first.pop() if first else model_io.open_model(input_path)[0]
+        if not streamed:
+            model_io.load_data(model, input_path)
+        return model
+
+    work = tempfile.mkdtemp(prefix=".fc2conv-", dir=out_dir)
+    try:
+        def attempt(exclude):
+            folder = tempfile.mkdtemp(dir=work)
+            path = os.path.join(folder, out.name)
+            model = fresh()
+            if streamed:
+                sink = DataSink(os.path.join(folder, location), location)
+                result = run_pass(model, options.layout, options.mode, exclude, base_dir=base_dir, sink=sink)
+                ops = op_counts(model.graph)
+                stream_model(model, path, sink, base_dir)
+            else:
+                result = run_pass(model, options.layout, options.mode, exclude)
+                ops = op_counts(model.graph)
+                model_io.write(model, path, model_io.needs_external(model, False), location)
+            return path, result, ops, model
+
+        def isolated():
+            folder = tempfile.mkdtemp(dir=work)
+            sink = DataSink(os.path.join(folder, "scratch.data"), "scratch.data") if streamed else None
+            return run_pass(fresh(), options.layout, options.mode, isolate=True, base_dir=base_dir, sink=sink).layers
+
+        target, _, report = _convert(light_model(info), input_path, attempt, isolated, options)
+        report.input, report.output = input_path, output_path
+        report.model_bytes, report.peak_rss_bytes = model_io.size_on_disk(input_path, data_files), peak_rss()
+        if not options.verify or report.verified and not (options.strict and report.reverted):
+            model_io.move_into_place(os.path.dirname(target), out)
+            report.written = True
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

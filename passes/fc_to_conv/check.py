@@ -1,12 +1,13 @@
 """Check: decide for one matched FC layer whether it can become a 1x1 Conv, and fold its weights if so.
 
-Returns a Plan (everything the rewrite needs, weights already folded) or a Skip with a one-line reason.
-Nothing here edits the graph.
+Returns a Plan (everything the rewrite needs) or a Skip with a one-line reason. Nothing here edits the graph.
+The Conv weight is folded only when the rewrite asks for it (Plan.fold_weight), one layer at a time, so that a
+large model never holds all its folded weights at once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -38,7 +39,7 @@ class Plan:
     k: int
     n: int
     dtype: int
-    weight: np.ndarray           # Conv weight [N, K, 1, 1]
+    fold_weight: Callable[[], np.ndarray]   # -> the Conv weight [N, K, 1, 1] (or [N, C, H, W] for a head)
     weight_key: tuple            # equal keys share one folded initializer
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
@@ -47,6 +48,14 @@ class Plan:
     post_scale: float = 1.0      # beta for a non-constant C
     head: Optional[Head] = None  # full-kernel conversion of a classifier head
     notes: List[str] = field(default_factory=list)
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return onnx.helper.tensor_dtype_to_np_dtype(self.dtype)
+
+    @property
+    def weight_shape(self) -> List[int]:
+        return [self.n, self.head.chw[0], *self.head.chw[1:]] if self.head else [self.n, self.k, 1, 1]
 
     @property
     def kernel(self) -> Tuple[int, int]:
@@ -137,11 +146,14 @@ def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opse
 
     alpha = cand.alpha if cand.op == "Gemm" else 1.0
     head = find_head(cand.x, k, consts.index, shapes) if mode == "full" and not cand.trans_a else None
+    w_name, trans_b = cand.w, cand.trans_b
     if head is not None:
-        plan = Plan(cand, x_dims, k, n, dtype, fold.full_kernel_weight(w, head.chw, cand.trans_b, alpha),
+        chw = head.chw
+        plan = Plan(cand, x_dims, k, n, dtype,
+                    lambda: fold.full_kernel_weight(consts.value(w_name), chw, trans_b, alpha),
                     weight_key=(cand.w, cand.trans_b, alpha, head.chw), head=head)
     else:
-        plan = Plan(cand, x_dims, k, n, dtype, fold.conv_weight(w, cand.trans_b, alpha),
+        plan = Plan(cand, x_dims, k, n, dtype, lambda: fold.conv_weight(consts.value(w_name), trans_b, alpha),
                     weight_key=(cand.w, cand.trans_b, alpha))
     out_rank = len(x_dims) if cand.op == "Gemm" or len(x_dims) > 1 else 1
 

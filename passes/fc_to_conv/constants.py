@@ -21,16 +21,17 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .external import read_tensor
 from .graph_index import GraphIndex
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
                 "Mul", "Div", "Add", "Sub", "ConstantOfShape")
 
 
-def _constant_node_value(node: onnx.NodeProto) -> Optional[np.ndarray]:
+def _constant_node_value(node: onnx.NodeProto, base_dir: Optional[str]) -> Optional[np.ndarray]:
     for attr in node.attribute:
         if attr.name == "value":
-            return numpy_helper.to_array(attr.t)
+            return read_tensor(attr.t, base_dir)
         if attr.name == "value_float":
             return np.array(attr.f, dtype=np.float32)
         if attr.name == "value_floats":
@@ -94,8 +95,10 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.nd
 class Constants:
     """Constant values of one graph (and, through `outer`, of the graphs around it)."""
 
-    def __init__(self, index: GraphIndex, ir_version: int, opset: int, outer: "Constants | None" = None):
+    def __init__(self, index: GraphIndex, ir_version: int, opset: int, outer: "Constants | None" = None,
+                 base_dir: Optional[str] = None):
         self.index = index
+        self.base_dir = base_dir or (outer.base_dir if outer is not None else None)  # for external data
         self.ir_version = ir_version
         self.opset = opset
         self.outer = outer
@@ -122,9 +125,14 @@ class Constants:
         return out
 
     def _resolve(self, name: str) -> Tuple[Optional[np.ndarray], str]:
-        if name not in self._cache:
-            self._cache[name] = self._compute(name)
-        return self._cache[name]
+        if name in self._cache:
+            return self._cache[name]
+        found = self._compute(name)
+        # an initializer's value is read again from its tensor when needed, not kept: a large model must not
+        # hold a numpy copy of every weight
+        if found[0] is None or name not in self.index.initializers:
+            self._cache[name] = found
+        return found
 
     def _compute(self, name: str) -> Tuple[Optional[np.ndarray], str]:
         idx = self.index
@@ -132,7 +140,7 @@ class Constants:
             if self.overridable(name):
                 return None, (f"'{name}' is an initializer that is also a graph input (IR version "
                               f"{self.ir_version} >= 4): the caller can override it, so it is not a constant")
-            return numpy_helper.to_array(idx.initializers[name]), ""
+            return read_tensor(idx.initializers[name], self.base_dir), ""
         node = idx.producer.get(name)
         if node is None:
             if name in idx.graph_inputs:
@@ -141,7 +149,7 @@ class Constants:
                 return self.outer._resolve(name)
             return None, f"'{name}' has no producer and is not an initializer"
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            value = _constant_node_value(node)
+            value = _constant_node_value(node, self.base_dir)
             if value is None:
                 return None, f"'{name}' comes from a Constant node with a sparse or string value"
             return value, ""

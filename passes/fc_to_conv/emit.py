@@ -13,23 +13,35 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .external import THRESHOLD, DataSink
 from .graph_index import Names
 
 
 class Emitter:
-    def __init__(self, names: Names, opset: int):
+    def __init__(self, names: Names, opset: int, graph: onnx.GraphProto, sink: Optional[DataSink] = None):
         self.names = names
         self.opset = opset
-        self.nodes: List[onnx.NodeProto] = []          # for the node being rewritten, in order
-        self.initializers: List[onnx.TensorProto] = []  # for the whole run
+        self.graph = graph                        # the main graph, which holds every new constant
+        self.sink = sink                          # where large new constants go when the output is streamed
+        self.nodes: List[onnx.NodeProto] = []     # for the node being rewritten, in order
+        self.initializers: List[str] = []         # names of the constants made in the whole run
         self._shapes = {}
 
     def begin(self) -> None:
         self.nodes = []
 
     def constant(self, hint: str, value: np.ndarray) -> str:
+        """A new initializer of the main graph, written into it at once (no second copy of a large weight)."""
         name = self.names.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(value, name))
+        tensor = self.graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
+        tensor.dims.extend(value.shape)
+        if self.sink is not None and value.nbytes >= THRESHOLD:
+            self.sink.put(tensor, value)
+        else:
+            tensor.raw_data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+        self.initializers.append(name)
         return name
 
     def shape(self, dims: Sequence[int]) -> str:

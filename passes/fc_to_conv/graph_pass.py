@@ -9,6 +9,7 @@ import onnx
 from .check import Plan, Skip, check
 from .constants import Constants
 from .emit import Emitter
+from .external import DataSink
 from .graph_index import GraphIndex, Names, subgraphs
 from .isolate import layer_model
 from .layout import LAYOUTS
@@ -54,14 +55,14 @@ def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], sc
     names: Names = ctx["names"]
     released: Set[str] = set()
     if any(True for node in graph.node for _ in subgraphs(node)):
-        consts = Constants(GraphIndex(graph, names), ctx["ir"], ctx["opset"], outer)
+        consts = Constants(GraphIndex(graph, names), ctx["ir"], ctx["opset"], outer, ctx["base_dir"])
         for node in graph.node:
             for a in node.attribute:
                 for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
                           list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
                     released |= _run_graph(g, ctx, consts, scope + _scope(node, a.name), result)
     index = GraphIndex(graph, names)
-    consts = Constants(index, ctx["ir"], ctx["opset"], outer)
+    consts = Constants(index, ctx["ir"], ctx["opset"], outer, ctx["base_dir"])
     plans: List[Plan] = []
     position = {id(n): i for i, n in enumerate(graph.node)}
     for cand in find_candidates(list(graph.node), index):
@@ -87,10 +88,12 @@ def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], sc
 
 
 def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full",
-             exclude: Optional[Dict[str, str]] = None, isolate: bool = False) -> PassResult:
+             exclude: Optional[Dict[str, str]] = None, isolate: bool = False, base_dir: Optional[str] = None,
+             sink: Optional[DataSink] = None) -> PassResult:
     """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads; also
     inside If, Loop and Scan bodies. Layers whose key is in `exclude` are left alone and listed as reverted, with
-    the reason given there. With `isolate`, each converted layer is also cut out on its own (result.layers)."""
+    the reason given there. With `isolate`, each converted layer is also cut out on its own (result.layers).
+    External tensors are read from `base_dir` when folded; with a `sink`, new weights are written to it at once."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if mode not in MODES:
@@ -99,11 +102,12 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full"
     graph = model.graph
     names = Names(graph)
     ctx = {"names": names, "ir": model.ir_version, "opset": opset, "shapes": infer(model), "layout": layout,
-           "mode": mode, "emitter": Emitter(names, opset), "exclude": exclude or {}, "isolate": isolate}
+           "mode": mode, "emitter": Emitter(names, opset, graph, sink), "exclude": exclude or {}, "isolate": isolate,
+           "base_dir": base_dir}
     result = PassResult()
     _run_graph(graph, ctx, None, "", result)
-    new = ctx["emitter"].initializers
-    graph.initializer.extend(new)
     if model.ir_version < 4:  # there, every initializer is also listed as a graph input
-        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in new)
+        new = set(ctx["emitter"].initializers)
+        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                           for t in graph.initializer if t.name in new)
     return result

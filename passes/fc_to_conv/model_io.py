@@ -73,8 +73,8 @@ def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
             raise BadInput(f"{where}: reaches byte {offset + length} but the file has {size} bytes (truncated?)")
 
 
-def load(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
-    """The model at `path` with its external data loaded, and the external data files it read (resolved)."""
+def open_model(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
+    """The model at `path`, validated, its external data checked but not loaded, and the data files (resolved)."""
     p = Path(path)
     if not p.exists():
         raise BadInput(f"{path}: no such file")
@@ -96,14 +96,30 @@ def load(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
         raise BadInput(f"{path}: the model imports no default-domain opset (opset_import is empty or foreign)")
     validate(model, path)
     _check_external(model, p.parent, path)
-    external = {str((p.parent / external_data_helper.ExternalDataInfo(t).location).resolve())
-                for t in external_tensors(model)}
-    if external:
-        try:
-            external_data_helper.load_external_data_for_model(model, str(p.parent))
-        except Exception as exc:
-            raise BadInput(f"{path}: external data could not be read: {exc}".splitlines()[0]) from None
-    return model, external
+    files = {str((p.parent / external_data_helper.ExternalDataInfo(t).location).resolve())
+             for t in external_tensors(model)}
+    return model, files
+
+
+def load_data(model: onnx.ModelProto, path: str) -> None:
+    """Read the external data of a model from open_model into its tensors."""
+    if not external_tensors(model):
+        return
+    try:
+        external_data_helper.load_external_data_for_model(model, str(Path(path).parent))
+    except Exception as exc:
+        raise BadInput(f"{path}: external data could not be read: {exc}".splitlines()[0]) from None
+
+
+def load(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
+    """The model at `path` with its external data loaded, and the external data files it read (resolved)."""
+    model, files = open_model(path)
+    load_data(model, path)
+    return model, files
+
+
+def size_on_disk(path: str, data_files: Set[str]) -> int:
+    return os.path.getsize(path) + sum(os.path.getsize(f) for f in data_files)
 
 
 def needs_external(model: onnx.ModelProto, had_external: bool) -> bool:
@@ -119,23 +135,33 @@ def data_location(out: Path, keep: Set[str]) -> str:
     return location
 
 
+def write(model: onnx.ModelProto, path: str, external: bool, location: str) -> None:
+    """Write `model` to `path` (a fresh temporary folder), its tensors in `location` beside it when external (the
+    in-memory model is changed then: its tensors point at the file and hold no data)."""
+    if external:
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=location, size_threshold=1024, convert_attribute=False)
+    else:
+        onnx.save_model(model, path)
+
+
+def move_into_place(folder: str, out: Path) -> None:
+    """Rename what write() put in `folder` next to `out`: the data file first, the model last, so that the model
+    never points at data that is not there yet."""
+    names = sorted(os.listdir(folder), key=lambda n: n == out.name)
+    for name in names:
+        os.replace(os.path.join(folder, name), out.parent / name)
+
+
 def save(model: onnx.ModelProto, path: str, external: bool, keep: Set[str] = frozenset()) -> None:
-    """Write `model` to `path` atomically. With external=True the model's tensors move to external data beside it
-    (the in-memory model is changed: its tensors then point at the file); no file named in `keep` is touched."""
+    """Write `model` to `path` atomically (a temporary folder beside it, then renames)."""
     out = Path(path)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise BadInput(f"{path}: the output folder {folder} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=".fc2conv-", dir=folder))
+    tmp = tempfile.mkdtemp(prefix=".fc2conv-", dir=folder)
     try:
-        tmp_model = tmp / out.name
-        if external:
-            location = data_location(out, keep)
-            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=location, size_threshold=1024, convert_attribute=False)
-            os.replace(tmp / location, folder / location)
-        else:
-            onnx.save_model(model, str(tmp_model))
-        os.replace(tmp_model, out)
+        write(model, os.path.join(tmp, out.name), external, data_location(out, keep))
+        move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -43,6 +43,8 @@ class Report:
     verification: Optional[Verification] = None
     strict: bool = False
     written: bool = False
+    model_bytes: int = 0          # the input file and its external data
+    peak_rss_bytes: int = 0       # this process's peak resident memory over the run
 
     @property
     def verified(self) -> bool:
@@ -70,6 +72,10 @@ class Report:
             lines.append(f"  REVERTED  {s.op} '{s.name}': {s.reason}")
         lines.append("ops before: " + _counts(self.ops_before))
         lines.append("ops after:  " + _counts(self.ops_after))
+        if self.model_bytes and self.peak_rss_bytes:
+            lines.append(f"memory: peak {self.peak_rss_bytes / 2**20:.0f} MB = "
+                         f"{self.peak_rss_bytes / self.model_bytes:.1f}x the model's {self.model_bytes / 2**20:.1f} MB "
+                         "(the Python and onnxruntime baseline dominates for small models)")
         v = self.verification
         if v is None:
             lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")

@@ -16,19 +16,21 @@ from typing import Callable, Dict, List, Tuple
 
 import onnx
 
-from .graph_pass import PassResult
 from .inputs import make_feeds
 from .shapes import infer
 from .verify import Reference, Verification
 
-Convert = Callable[[Dict[str, str], bool], Tuple[onnx.ModelProto, PassResult]]
+# attempt(exclude) -> (target, result, ...): the pass run on a fresh copy of the original without the excluded
+# layers, and what onnxruntime reads of it (the model, or the file it was written to) as its first item
+Attempt = Callable[[Dict[str, str]], tuple]
 
 
 def check_layer(layer: onnx.ModelProto, convert: Callable[[onnx.ModelProto], onnx.ModelProto], rtol: float,
                 atol: float, seed: int) -> str:
     """'' when the layer's rewrite matches the layer on its own, else the failure in one line."""
     feeds = make_feeds(layer, infer(layer), sets=1, seed=seed)
-    verdict = Reference(layer, feeds, rtol, atol).compare(convert(layer))
+    names = [o.name for o in layer.graph.output]
+    verdict = Reference(layer, names, feeds).compare(convert(layer), rtol, atol)
     return "" if verdict.numerics_passed else verdict.failure()
 
 
@@ -40,29 +42,32 @@ def _bisect(keys: List[str], fails: Callable[[List[str]], str]) -> Dict[str, str
     half = len(keys) // 2
     found: Dict[str, str] = {}
     for group in (keys[:half], keys[half:]):
-        if fails(group):
-            found.update(_bisect(group, fails) if len(group) > 1 else {group[0]: fails(group)})
+        why = fails(group)
+        if why:
+            found.update(_bisect(group, fails) if len(group) > 1 else {group[0]: why})
     return found
 
 
-def revert_bad_layers(convert: Convert, convert_layer: Callable[[onnx.ModelProto], onnx.ModelProto],
-                      reference: Reference, seed: int) -> Tuple[onnx.ModelProto, PassResult, Verification]:
-    _, first = convert({}, True)
+def revert_bad_layers(attempt: Attempt, layers: Dict[str, onnx.ModelProto],
+                      convert_layer: Callable[[onnx.ModelProto], onnx.ModelProto], reference: Reference,
+                      rtol: float, atol: float, seed: int) -> Tuple[tuple, Verification]:
+    """`layers`: each converted layer cut out on its own (run_pass(..., isolate=True).layers)."""
     exclude: Dict[str, str] = {}
-    for key, layer in first.layers.items():
-        why = check_layer(layer, convert_layer, reference.rtol, reference.atol, seed)
+    for key, layer in layers.items():
+        why = check_layer(layer, convert_layer, rtol, atol, seed)
         if why:
             exclude[key] = f"wrong on its own: {why}"
     while True:
-        model, result = convert(exclude, False)
-        verdict = reference.compare(model)
+        outcome = attempt(exclude)
+        verdict = reference.compare(outcome[0], rtol, atol)
+        result = outcome[1]
         if verdict.numerics_passed or not result.converted:
-            return model, result, verdict
+            return outcome, verdict
         enabled = [c.key for c in result.converted]
 
         def fails(group: List[str]) -> str:
             others = {k: "" for k in enabled if k not in group}
-            v = reference.compare(convert({**exclude, **others}, False)[0])
+            v = reference.compare(attempt({**exclude, **others})[0], rtol, atol)
             return "" if v.numerics_passed else v.failure()
 
         bad = _bisect(enabled, fails)

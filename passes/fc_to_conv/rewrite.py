@@ -67,7 +67,7 @@ class _Writer:
                     self.entries[cand.x] = image
             x_image = image if cand.trans_a else self.entries[cand.x]
         if plan.weight_key not in self.weights:
-            self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.weight)
+            self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.fold_weight())
         inputs = [x_image, self.weights[plan.weight_key]]
         if plan.bias is not None:
             if plan.bias_key not in self.weights:
@@ -87,7 +87,7 @@ class _Writer:
         if isinstance(plan.post_add, np.ndarray):
             term = em.constant(cand.c + "_post", plan.post_add)
         elif plan.post_scale != 1.0:
-            beta = em.constant(cand.node.output[0] + "_beta", np.array(plan.post_scale, dtype=plan.weight.dtype))
+            beta = em.constant(cand.node.output[0] + "_beta", np.array(plan.post_scale, dtype=plan.np_dtype))
             term = em.node("Mul", [plan.post_add, beta], hint + "_beta_c")
         else:
             term = plan.post_add
@@ -167,7 +167,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
 def _converted(plan: Plan, conv: str, layout: str) -> Converted:
     cand = plan.cand
     return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
-                     conv, list(plan.weight.shape), "full-kernel" if plan.head else layout, str(plan.weight.dtype),
+                     conv, plan.weight_shape, "full-kernel" if plan.head else layout, str(plan.np_dtype),
                      "x".join(map(str, plan.kernel)),
                      (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.notes)
 

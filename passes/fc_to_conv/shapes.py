@@ -59,12 +59,18 @@ def dims_of(type_proto: onnx.TypeProto) -> TypeShape:
     return tt.elem_type, dims
 
 
-def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
-    """Type and shape of every tensor of the main graph that inference can determine."""
+def light_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its large initializers emptied (same names, types and dims): its structure, cheaply."""
     light = onnx.ModelProto(ir_version=model.ir_version)
     light.opset_import.extend(model.opset_import)
     light.functions.extend(model.functions)
     light.graph.CopyFrom(_light_graph(model.graph))
+    return light
+
+
+def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
+    """Type and shape of every tensor, in every scope, that inference can determine."""
+    light = light_model(model)
     try:
         inferred = shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # inference is a help, not a requirement: fall back to the declared shapes

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -86,16 +86,20 @@ def _session_options() -> ort.SessionOptions:
     return so
 
 
-def session(model: onnx.ModelProto, workdir: Optional[str] = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session; a model over 2 GB is first written with external data into `workdir`."""
+def session(model: Union[onnx.ModelProto, str], workdir: Optional[str] = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session on a model or a model file; a model over 2 GB is first written with external
+    data into `workdir`. Weight prepacking is off: it would hold a second copy of every weight."""
+    so = _session_options()
+    so.add_session_config_entry("session.disable_prepacking", "1")
+    if isinstance(model, str):
+        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     if model.ByteSize() < PROTOBUF_LIMIT:
-        return ort.InferenceSession(model.SerializeToString(), _session_options(),
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     path = os.path.join(tempfile.mkdtemp(dir=workdir), "model.onnx")
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
-    return ort.InferenceSession(path, _session_options(), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, atol: float,
@@ -137,11 +141,11 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
 
 class Reference:
     """The original model's outputs on the input sets, computed once and compared against any number of candidate
-    rewrites (the whole conversion, then smaller ones while hunting a bad layer)."""
+    rewrites (the whole conversion, then smaller ones while hunting a bad layer). `original` is a model or the
+    path of its file; from a file, onnxruntime reads the weights itself and this process never holds them."""
 
-    def __init__(self, original: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]], rtol: float, atol: float):
-        self.feeds, self.rtol, self.atol = feeds, rtol, atol
-        self.names = [o.name for o in original.graph.output]
+    def __init__(self, original: Union[onnx.ModelProto, str], names: List[str], feeds: List[Dict[str, np.ndarray]]):
+        self.feeds, self.names = feeds, names
         self.error: Optional[str] = None
         self.outputs: List[list] = []
         with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
@@ -156,8 +160,8 @@ class Reference:
                 self.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
                               "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
 
-    def compare(self, rewritten: onnx.ModelProto) -> Verification:
-        result = Verification(self.rtol, self.atol, len(self.feeds))
+    def compare(self, rewritten: Union[onnx.ModelProto, str], rtol: float, atol: float) -> Verification:
+        result = Verification(rtol, atol, len(self.feeds))
         if self.error:
             result.error = self.error
             return result
@@ -168,24 +172,27 @@ class Reference:
             except Exception as exc:
                 result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
                 return result
+            del sess
         checks: Dict[str, OutputCheck] = {}
         for ref, got in zip(self.outputs, gots):
             for name, r, g in zip(self.names, ref, got):
-                checks[name] = compare_output(name, np.asarray(r), np.asarray(g), self.rtol, self.atol,
-                                              checks.get(name))
+                checks[name] = compare_output(name, np.asarray(r), np.asarray(g), rtol, atol, checks.get(name))
         result.outputs = [checks[n] for n in self.names]
         return result
 
 
 def compare_models(original: onnx.ModelProto, rewritten: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]],
                    rtol: float, atol: float) -> Verification:
-    return Reference(original, feeds, rtol, atol).compare(rewritten)
+    names = [o.name for o in original.graph.output]
+    return Reference(original, names, feeds).compare(rewritten, rtol, atol)
 
 
-def run_checker(model: onnx.ModelProto) -> Tuple[bool, str]:
-    """onnx.checker with full_check (which includes strict shape inference)."""
+def run_checker(model: Union[onnx.ModelProto, str]) -> Tuple[bool, str]:
+    """onnx.checker with full_check (which includes strict shape inference), on a model or a model file."""
     try:
-        if model.ByteSize() < PROTOBUF_LIMIT:
+        if isinstance(model, str):
+            onnx.checker.check_model(model, full_check=True)
+        elif model.ByteSize() < PROTOBUF_LIMIT:
             onnx.checker.check_model(model, full_check=True)
         else:
             with tempfile.TemporaryDirectory(prefix="fc2conv-check-") as tmp:

@@ -1,0 +1,119 @@
+"""Tensor data in external files, read and written as a stream.
+
+A model with external data is converted without ever loading its weights into the ModelProto: protobuf (upb)
+keeps every byte assigned to a message in the model's arena until the whole model is freed, so a weight loaded
+and then replaced would stay in memory twice. Instead:
+- read_tensor() reads one tensor's values straight from its file when the pass folds it;
+- DataSink appends each new (folded) weight to the output's data file as it is made and returns the reference;
+- stream_model() writes the result: tensors still pointing at the input's files are copied to the output's data
+  file in chunks, and the ModelProto, now small, is serialized beside it.
+Peak memory is then about one weight plus what onnxruntime holds, whatever the model's size.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+import onnx
+from onnx import external_data_helper, helper, numpy_helper
+
+from .graph_index import subgraphs
+
+CHUNK = 64 * 2**20
+ALIGN = 4096          # onnxruntime can map aligned tensors
+THRESHOLD = 1024      # bytes: smaller tensors stay inline
+
+
+def is_external(t: onnx.TensorProto) -> bool:
+    return t.data_location == onnx.TensorProto.EXTERNAL
+
+
+def read_tensor(t: onnx.TensorProto, base_dir: Optional[str]) -> np.ndarray:
+    """The tensor's values; external data is read from its file without touching the TensorProto."""
+    if not is_external(t):
+        return numpy_helper.to_array(t)
+    info = external_data_helper.ExternalDataInfo(t)
+    dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
+    count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+    with open(os.path.join(base_dir or ".", info.location), "rb") as f:
+        f.seek(info.offset or 0)
+        value = np.fromfile(f, dtype=dtype, count=count)
+    return value.reshape(tuple(t.dims))
+
+
+class DataSink:
+    """The output's external data file, appended to as new weights are made."""
+
+    def __init__(self, path: str, location: str):
+        self.path, self.location = path, location
+        self._file = open(path, "wb")
+        self.offset = 0
+
+    def _pad(self) -> None:
+        pad = (-self.offset) % ALIGN
+        if pad:
+            self._file.write(b"\0" * pad)
+            self.offset += pad
+
+    def _refer(self, t: onnx.TensorProto, offset: int, length: int) -> None:
+        t.ClearField("raw_data")
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", self.location), ("offset", str(offset)), ("length", str(length))):
+            t.external_data.add(key=key, value=value)
+
+    def put(self, t: onnx.TensorProto, value: np.ndarray) -> None:
+        """Write `value` as the data of tensor `t` (name, type and dims already set)."""
+        self._pad()
+        start = self.offset
+        data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False)
+        data.tofile(self._file)
+        self.offset += data.nbytes
+        self._refer(t, start, data.nbytes)
+
+    def copy_from(self, t: onnx.TensorProto, base_dir: str) -> None:
+        """Move an external tensor of the input into this file, in chunks."""
+        info = external_data_helper.ExternalDataInfo(t)
+        self._pad()
+        start, length = self.offset, info.length
+        with open(os.path.join(base_dir, info.location), "rb") as src:
+            src.seek(info.offset or 0)
+            if length is None:
+                length = os.fstat(src.fileno()).st_size - (info.offset or 0)
+            left = length
+            while left:
+                block = src.read(min(CHUNK, left))
+                if not block:
+                    raise OSError(f"external data of '{t.name}' ended early")
+                self._file.write(block)
+                left -= len(block)
+        self.offset += length
+        self._refer(t, start, length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+        for g in subgraphs(node):
+            yield from _tensors(g)
+
+
+def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Optional[str]) -> None:
+    """Write `model` to `path`: every tensor still in the input's files, or inline and large, goes to the sink."""
+    for t in _tensors(model.graph):
+        if is_external(t):
+            if any(e.key == "location" and e.value == sink.location for e in t.external_data):
+                continue  # made by this run
+            sink.copy_from(t, base_dir or ".")
+        elif len(t.raw_data) >= THRESHOLD:
+            sink.put(t, numpy_helper.to_array(t))
+    sink.close()
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
