@@ -123,7 +123,8 @@ def test_revert_on_a_streamed_external_data_model(monkeypatch, tmp_path):
     """The same machinery on a file with external data, which is converted as a stream and re-read per attempt."""
     m = three_layers()
     src = tmp_path / "in.onnx"
-    onnx.save_model(m, str(src), save_as_external_data=True, location="in.data", size_threshold=0)
+    onnx.save_model(onnx.ModelProto.FromString(m.SerializeToString()), str(src), save_as_external_data=True,
+                    location="in.data", size_threshold=0)
     _bug_alpha(monkeypatch)
     report = convert_file(str(src), str(tmp_path / "out.onnx"))
     assert report.written and report.verified
