@@ -7,7 +7,7 @@ cannot hold the int64 shapes that Reshape needs.)
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 import numpy as np
 import onnx
@@ -25,9 +25,11 @@ class Emitter:
         self.sink = sink                          # where large new constants go when the output is streamed
         self.nodes: List[onnx.NodeProto] = []     # for the node being rewritten, in order
         self.initializers: List[str] = []         # names of the constants made in the whole run
+        self.added: Set[str] = set()              # names of the nodes made in the whole run
         self._shapes = {}
 
     def begin(self) -> None:
+        self.added.update(n.name for n in self.nodes)
         self.nodes = []
 
     def constant(self, hint: str, value: np.ndarray) -> str:

@@ -15,7 +15,8 @@ from .isolate import layer_model
 from .layout import LAYOUTS
 from .match import find_candidates
 from .region import analyse
-from .rewrite import Converted, rewrite
+from .rewrite import Converted, prune, rewrite
+from .simplify import simplify
 from .shapes import infer
 
 
@@ -87,6 +88,13 @@ def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], sc
     return {n for n in released if n not in local} | used_outer
 
 
+def _graphs(graph: onnx.GraphProto):
+    yield graph
+    for node in graph.node:
+        for g in subgraphs(node):
+            yield from _graphs(g)
+
+
 def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full",
              exclude: Optional[Dict[str, str]] = None, isolate: bool = False, base_dir: Optional[str] = None,
              sink: Optional[DataSink] = None) -> PassResult:
@@ -106,8 +114,19 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full"
            "base_dir": base_dir}
     result = PassResult()
     _run_graph(graph, ctx, None, "", result)
+    em: Emitter = ctx["emitter"]
+    em.begin()
+    if em.added:
+        shapes = infer(model)
+        freed: Set[str] = set()
+        for g in _graphs(graph):
+            local = simplify(g, em.added, shapes, em)
+            em.begin()
+            prune(g, local, model.ir_version)
+            freed |= local
+        prune(graph, freed | set(em.initializers), model.ir_version)
     if model.ir_version < 4:  # there, every initializer is also listed as a graph input
-        new = set(ctx["emitter"].initializers)
+        new = set(em.initializers)
         graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
                            for t in graph.initializer if t.name in new)
     return result

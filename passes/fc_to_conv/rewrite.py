@@ -187,6 +187,28 @@ def _reads(nodes: List[onnx.NodeProto], graph: onnx.GraphProto) -> Dict[str, int
     return counts
 
 
+def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
+    """Drop the producers of `names` (and theirs, and so on) and the initializers among them, where unread."""
+    producer = {o: n for n in graph.node for o in n.output}
+    removable: Set[int] = set()
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is None:
+            continue
+        removable.add(id(node))
+        todo.extend(i for i in node.input if i)
+    nodes = _drop_unused_nodes(list(graph.node), removable, graph)
+    if len(nodes) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(nodes)
+    _drop_unused_initializers(graph, seen | set(names), ir)
+
+
 def _drop_unused_nodes(nodes: List[onnx.NodeProto], removable: Set[int], graph: onnx.GraphProto):
     """Remove the given nodes once nothing reads them (a chain of producers unravels over a few rounds)."""
     while True:

@@ -1,0 +1,80 @@
+"""Latency of converted models against their originals on onnxruntime CPU (default graph optimizations).
+
+    python scripts/bench_models.py [--runs 200] [--models bert_tiny gpt_tiny ...]
+
+For each model: original and converted median latency over many runs (interleaved in rounds, so that a noisy
+machine slows both alike), their ratio, the allowance (1.05x, or the original + 20 us where that is more), and
+the Reshape/Transpose nodes the conversion added. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv.inputs import make_feeds
+from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.shapes import infer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = [  # model, fixed input shapes, label
+    ("bert_tiny", {"input_ids": [1, 128], "attention_mask": [1, 128]}, "BERT-style encoder, batch 1, seq 128"),
+    ("gpt_tiny", {"input_ids": [1, 128]}, "GPT-style decoder, batch 1, seq 128"),
+    ("vit_tiny", {"image": [1, 3, 32, 32]}, "ViT, batch 1"),
+    ("cnn_classifier", {"image": [1, 3, 32, 32]}, "CNN with FC head, batch 1"),
+    ("mlp", {"x": [1, 32]}, "MLP, batch 1"),
+    ("mlp", {"x": [64, 32]}, "MLP, batch 64"),
+]
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def median_us(sessions, feed, runs, rounds=10):
+    times = [[] for _ in sessions]
+    for s in sessions:
+        for _ in range(20):
+            s.run(None, feed)
+    for _ in range(rounds):
+        for i, s in enumerate(sessions):
+            for _ in range(runs // rounds):
+                t = time.perf_counter()
+                s.run(None, feed)
+                times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) * 1e6 for t in times]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--models", nargs="*")
+    a = ap.parse_args()
+    print(f"onnxruntime {ort.__version__} CPU, 1 thread, default optimizations; median of {a.runs} runs each\n")
+    print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
+    print("|---|---|---|---|---|---|---|")
+    for name, shapes, label in CASES:
+        if a.models and name not in a.models:
+            continue
+        model, _ = load(os.path.join(HERE, "..", "models", name + ".onnx"))
+        new, report = convert(model, Options(input_shapes=shapes, input_sets=1))
+        assert report.verified, report.text()
+        feed = make_feeds(model, infer(model), 1, fixed=shapes)[0]
+        base, conv = median_us([session(model), session(new)], feed, a.runs)
+        allowed = max(1.05 * base, base + 20)
+        added = {op: report.ops_after.get(op, 0) - report.ops_before.get(op, 0) for op in ("Reshape", "Transpose")}
+        mark = "" if conv <= allowed else " (over)"
+        print(f"| {label} | {base:.0f} us | {conv:.0f} us | {conv / base:.3f}x{mark} | {allowed:.0f} us "
+              f"| {added['Reshape']:+d} | {added['Transpose']:+d} |")
+
+
+if __name__ == "__main__":
+    main()

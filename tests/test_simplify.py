@@ -1,0 +1,90 @@
+"""Chains of Reshape and Transpose that the rewrite created or extended collapse to at most Reshape -> Transpose ->
+Reshape; the model's own chains stay as they are."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from builders import init, make_model, ops, rand, run, vi
+from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv.emit import Emitter
+from passes.fc_to_conv.graph_index import Names
+from passes.fc_to_conv.shapes import infer
+from passes.fc_to_conv.simplify import simplify
+from test_rewrite import convert_and_compare
+
+
+def heads_model(perm, allowzero=0):
+    """k = x @ Wk + b, split into 4 heads of 16 and transposed with `perm`, as attention does."""
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["m"], name="proj"),
+             helper.make_node("Add", ["m", "b"], ["k"], name="proj_bias"),
+             helper.make_node("Reshape", ["k", "heads"], ["k4"], name="split", allowzero=allowzero),
+             helper.make_node("Transpose", ["k4"], ["Y"], name="heads_t", perm=perm)]
+    out = [["b", "t", 4, 16][p] for p in perm]
+    return make_model(nodes, [vi("X", ["b", "t", 64])], [vi("Y", out)],
+                      [init("W", rand((64, 64))), init("b", rand(64, seed=2)),
+                       init("heads", np.array([0, 0, 4, 16], np.int64))])
+
+
+@pytest.mark.parametrize("perm,expected", [
+    ([0, 2, 3, 1], ["Transpose", "Reshape", "Conv", "Reshape"]),              # keys: [B,H,dh,T] is a reshape
+    ([0, 2, 1, 3], ["Transpose", "Reshape", "Conv", "Reshape", "Transpose"]),  # queries, values: one Transpose
+])
+def test_way_out_merges_with_the_heads_split(perm, expected):
+    m = heads_model(perm)
+    new, report = convert_and_compare(m, [{"X": rand((2, 5, 64))}, {"X": rand((1, 7, 64), seed=3)}])
+    assert ops(new) == expected, ops(new)
+
+
+def test_reshape_with_allowzero_from_dynamo_exports():
+    m = heads_model([0, 2, 3, 1], allowzero=1)
+    m.graph.initializer[-1].CopyFrom(init("heads", np.array([1, 5, 4, 16], np.int64)))
+    m.graph.input[0].CopyFrom(vi("X", [1, 5, 64]))
+    m.graph.output[0].CopyFrom(vi("Y", [1, 4, 16, 5]))
+    new, _ = convert_and_compare(m, [{"X": rand((1, 5, 64))}])
+    assert ops(new).count("Reshape") + ops(new).count("Transpose") == 3
+
+
+def test_merged_heads_into_the_next_projection():
+    """[B,H,T,dh] -> Transpose(0,2,1,3) -> Reshape [B,T,C] -> (way in) becomes one Transpose and one Reshape."""
+    nodes = [helper.make_node("Transpose", ["A"], ["a_t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["a_t", "merge"], ["merged"]),
+             helper.make_node("MatMul", ["merged", "W"], ["Y"], name="o_proj")]
+    m = make_model(nodes, [vi("A", ["b", 4, "t", 16])], [vi("Y", ["b", "t", 64])],
+                   [init("W", rand((64, 64))), init("merge", np.array([0, 0, 64], np.int64))])
+    new, _ = convert_and_compare(m, [{"A": rand((2, 4, 5, 16))}])
+    assert ops(new) == ["Transpose", "Reshape", "Conv", "Reshape", "Transpose"]
+
+
+def test_chains_the_pass_did_not_touch_stay():
+    nodes = [helper.make_node("Transpose", ["X"], ["a"], perm=[1, 0], name="t1"),
+             helper.make_node("Transpose", ["a"], ["Y"], perm=[1, 0], name="t2")]
+    m = make_model(nodes, [vi("X", [3, 4])], [vi("Y", [3, 4])])
+    before = m.SerializeToString()
+    g = onnx.ModelProto.FromString(before)
+    simplify(g.graph, added={"something_else"}, shapes=infer(g), em=Emitter(Names(g.graph), 17, g.graph))
+    assert g.SerializeToString() == before
+    simplify(g.graph, added={"t2"}, shapes=infer(g), em=Emitter(Names(g.graph), 17, g.graph))
+    assert ops(g) == ["Identity"], "a pair that undoes itself cancels once the pass owns part of it"
+
+
+def test_unknown_dims_leave_the_chain_alone():
+    """The heads split takes its shape from a graph input: inference cannot say its dims, the chain stays."""
+    m = heads_model([0, 2, 3, 1])
+    del m.graph.initializer[-1]
+    m.graph.input.append(vi("heads", [4], onnx.TensorProto.INT64))
+    new, report = convert(m, Options(inputs={"heads": np.array([0, 0, 4, 16], np.int64)}))
+    assert report.verified, report.text()
+    assert ops(new) == ["Transpose", "Reshape", "Conv", "Reshape", "Transpose", "Reshape", "Transpose"]
+
+
+def test_shipped_transformers_lose_the_layout_round_trips():
+    """BERT: 18 Reshape and 18 Transpose added before collapsing; now 10 and 8, and the model still verifies."""
+    from passes.fc_to_conv.model_io import load
+    from test_cli import ROOT
+    import os
+    model, _ = load(os.path.join(ROOT, "models", "bert_tiny.onnx"))
+    new, report = convert(model)
+    assert report.verified
+    added = {op: report.ops_after[op] - report.ops_before[op] for op in ("Reshape", "Transpose")}
+    assert added == {"Reshape": 10, "Transpose": 8}
