@@ -23,7 +23,7 @@ import onnx
 from . import inputs as feeds_mod
 from . import model_io
 from .errors import BadInput
-from .external import DataSink, stream_model
+from .external import DataSink, FragmentSink, stream_inline, stream_model
 from .graph_pass import PassResult, run_pass
 from .report import Report, op_counts
 from .shapes import infer, light_model
@@ -127,11 +127,11 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
     Raises BadInput for an unusable input or output path. Nothing is written when verification fails. The output
     may be the input only with in_place=True; the input's external data files are never written to.
 
-    Memory: onnxruntime runs the original from its file before this process loads anything of the weights. A
-    model with external data is then converted as a stream (external.py): weights are read from their file one
-    at a time when folded, new ones appended to the output's data file as they are made, the rest copied over in
-    chunks. Every attempt is written to a temporary folder beside the output, verified from there, and the one
-    kept is renamed into place.
+    Memory: onnxruntime runs the original from its file before this process loads anything of the weights. The
+    pass then writes each new weight to a file as it is made (external.py): the output's data file for a model
+    with external data (whose own weights are read from their file one at a time and copied over in chunks), or a
+    spill file for a single-file model, which is then written initializer by initializer. Every attempt is
+    written to a temporary folder beside the output, verified from there, and the one kept is renamed into place.
     """
     options = options or Options()
     if os.path.realpath(output_path) == os.path.realpath(input_path) and not in_place:
@@ -144,14 +144,11 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
     info, data_files = model_io.open_model(input_path)
     base_dir = str(Path(input_path).resolve().parent)
     location = model_io.data_location(out, data_files)
-    streamed = bool(data_files)
+    external = model_io.needs_external(info, bool(data_files))
     first = [info]
 
     def fresh() -> onnx.ModelProto:  # the first attempt edits the model already open; later ones reopen the file
-        model = first.pop() if first else model_io.open_model(input_path)[0]
-        if not streamed:
-            model_io.load_data(model, input_path)
-        return model
+        return first.pop() if first else model_io.open_model(input_path)[0]
 
     work = tempfile.mkdtemp(prefix=".fc2conv-", dir=out_dir)
     try:
@@ -159,23 +156,20 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
             folder = tempfile.mkdtemp(dir=work)
             path = os.path.join(folder, out.name)
             model = fresh()
-            if streamed:
-                sink = DataSink(os.path.join(folder, location), location)
-                result = run_pass(model, options.layout, options.mode, exclude, base_dir=base_dir, sink=sink)
-                ops = op_counts(model.graph)
-                stream_model(model, path, sink, base_dir)
-            else:
-                result = run_pass(model, options.layout, options.mode, exclude)
-                ops = op_counts(model.graph)
-                model_io.write(model, path, model_io.needs_external(model, False), location)
-            return path, result, ops, model
+            # new weights go straight to the output's data file, or into the single-file output itself
+            sink = DataSink(os.path.join(folder, location), location) if external else FragmentSink(path)
+            result = run_pass(model, options.layout, options.mode, exclude, base_dir=base_dir, sink=sink)
+            ops = op_counts(model.graph)
+            (stream_model if external else stream_inline)(model, path, sink, base_dir)
+            return path, result, ops, None  # the model is not kept: onnxruntime reads the file next
 
         def isolated():
-            folder = tempfile.mkdtemp(dir=work)
-            sink = DataSink(os.path.join(folder, "scratch.data"), "scratch.data") if streamed else None
+            sink = DataSink(os.path.join(tempfile.mkdtemp(dir=work), "scratch.data"), "scratch.data")
             return run_pass(fresh(), options.layout, options.mode, isolate=True, base_dir=base_dir, sink=sink).layers
 
-        target, _, report = _convert(light_model(info), input_path, attempt, isolated, options)
+        structure = light_model(info)
+        del info  # fresh() holds it until the first attempt, which consumes it
+        target, _, report = _convert(structure, input_path, attempt, isolated, options)
         report.input, report.output = input_path, output_path
         report.model_bytes, report.peak_rss_bytes = model_io.size_on_disk(input_path, data_files), peak_rss()
         if not options.verify or report.verified and not (options.strict and report.reverted):

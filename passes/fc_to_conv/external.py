@@ -8,6 +8,13 @@ and then replaced would stay in memory twice. Instead:
 - stream_model() writes the result: tensors still pointing at the input's files are copied to the output's data
   file in chunks, and the ModelProto, now small, is serialized beside it.
 Peak memory is then about one weight plus what onnxruntime holds, whatever the model's size.
+
+A model without external data is written the same way, as one file (FragmentSink, stream_inline): protobuf
+merges repeated occurrences of a message field (the spec: "the parser merges multiple instances of the same field,
+as if with MergeFrom"), so the output is a sequence of graph fragments holding one initializer each (the new
+weights written as they are made, then the ones kept), then the model's other fields and its graph without
+initializers. Every protobuf parser reads it as one model; no serialized copy of the whole model is ever made,
+and no byte is written twice.
 """
 from __future__ import annotations
 
@@ -92,7 +99,20 @@ class DataSink:
         self._refer(t, start, length)
 
     def close(self) -> None:
-        self._file.close()
+        if not self._file.closed:
+            self._file.close()
+
+    def read(self, t: onnx.TensorProto) -> bytes:
+        """The bytes of a tensor this sink holds."""
+        info = external_data_helper.ExternalDataInfo(t)
+        if not self._file.closed:
+            self._file.flush()
+        with open(self.path, "rb") as f:
+            f.seek(info.offset or 0)
+            return f.read(info.length)
+
+    def holds(self, t: onnx.TensorProto) -> bool:
+        return is_external(t) and any(e.key == "location" and e.value == self.location for e in t.external_data)
 
 
 def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -109,7 +129,7 @@ def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Op
     """Write `model` to `path`: every tensor still in the input's files, or inline and large, goes to the sink."""
     for t in _tensors(model.graph):
         if is_external(t):
-            if any(e.key == "location" and e.value == sink.location for e in t.external_data):
+            if sink.holds(t):
                 continue  # made by this run
             sink.copy_from(t, base_dir or ".")
         elif len(t.raw_data) >= THRESHOLD:
@@ -117,3 +137,97 @@ def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Op
     sink.close()
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _header(number: int, length: int) -> bytes:
+    """The key and length of a length-delimited protobuf field of `length` bytes."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
+def _write_initializer(f, payload: bytes) -> None:
+    """One graph fragment holding one initializer: GraphProto field `graph` { field `initializer` { payload } }."""
+    inner = _header(_INITIALIZER, len(payload))
+    f.write(_header(_GRAPH, len(inner) + len(payload)))
+    f.write(inner)
+    f.write(payload)
+
+
+_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+_INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+
+
+def _copy_except(source, target, skip: str) -> None:
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if repeated:
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def stream_inline(model: onnx.ModelProto, path: str, sink: "FragmentSink", base_dir: Optional[str]) -> None:
+    """Finish the single-file output that `sink` began: the initializers it does not hold yet, one fragment each,
+    then the model without its initializers."""
+    shell = onnx.ModelProto()
+    _copy_except(model, shell, "graph")
+    graph = onnx.GraphProto()
+    _copy_except(model.graph, graph, "initializer")
+    f = sink.file
+    for t in model.graph.initializer:
+        if sink.holds(t):
+            continue  # written when it was made
+        if is_external(t):
+            inline = onnx.TensorProto()
+            _copy_except(t, inline, "external_data")
+            inline.data_location = onnx.TensorProto.DEFAULT
+            inline.raw_data = read_tensor(t, base_dir).tobytes()
+            _write_initializer(f, inline.SerializeToString())
+        else:
+            _write_initializer(f, t.SerializeToString())
+    f.write(shell.SerializeToString())
+    payload = graph.SerializeToString()
+    f.write(_header(_GRAPH, len(payload)))
+    f.write(payload)
+    sink.close()
+
+
+class FragmentSink(DataSink):
+    """The single-file output itself, begun during the pass: each new weight is written as a complete initializer
+    fragment as soon as it is made, and its TensorProto in the graph only marks it as written."""
+
+    MARK = "fc2conv:written"
+
+    def __init__(self, path: str):
+        self.path, self.location = path, self.MARK
+        self.file = open(path, "wb")
+        self._names = set()
+
+    def put(self, t: onnx.TensorProto, value: np.ndarray) -> None:
+        full = onnx.TensorProto()
+        full.name, full.data_type = t.name, t.data_type
+        full.dims.extend(t.dims)
+        full.raw_data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+        _write_initializer(self.file, full.SerializeToString())
+        self._names.add(t.name)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=self.MARK)
+
+    def holds(self, t: onnx.TensorProto) -> bool:
+        return t.name in self._names and is_external(t)
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()

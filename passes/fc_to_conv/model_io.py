@@ -122,8 +122,15 @@ def size_on_disk(path: str, data_files: Set[str]) -> int:
     return os.path.getsize(path) + sum(os.path.getsize(f) for f in data_files)
 
 
+def tensor_bytes(graph: onnx.GraphProto) -> int:
+    """The size of a graph's tensor data, from the tensors' types and dims (ByteSize would walk every byte)."""
+    return sum(raw_bytes(t) for t in _tensors(graph) if t.data_type in onnx.TensorProto.DataType.values()
+               and t.data_type != onnx.TensorProto.UNDEFINED)
+
+
 def needs_external(model: onnx.ModelProto, had_external: bool) -> bool:
-    return had_external or model.ByteSize() > PROTOBUF_LIMIT - 64 * 2**20
+    """External data when the input had it, or when the model would come near protobuf's 2 GB limit."""
+    return had_external or tensor_bytes(model.graph) > PROTOBUF_LIMIT - 256 * 2**20
 
 
 def data_location(out: Path, keep: Set[str]) -> str:

@@ -224,9 +224,9 @@ def _drop_unused_initializers(graph: onnx.GraphProto, names: Set[str], ir: int) 
     dead = {t.name for t in graph.initializer if t.name in names and not reads.get(t.name)}
     if not dead:
         return
-    keep = [t for t in graph.initializer if t.name not in dead]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    # delete in place, from the back: rebuilding the list would copy every weight of the model
+    for i in reversed([i for i, t in enumerate(graph.initializer) if t.name in dead]):
+        del graph.initializer[i]
     if ir < 4:
         inputs = [i for i in graph.input if i.name not in dead]
         del graph.input[:]

@@ -1,0 +1,118 @@
+"""How fast is the pass, against the floor of loading and saving the same model, and against onnxsim?
+
+    python scripts/export_bert_base.py /tmp/bert_base.onnx     # once (needs torch), 440 MB, not committed
+    python scripts/bench_pass.py /tmp/bert_base.onnx [--repeat 3] [--scaling]
+
+Each job runs in its own process (so that peak memory is its own), interleaved over --repeat rounds; medians.
+Prints, measured in the same run:
+  floor      onnx.load + onnx.save of the model
+  pass       python -m passes.fc_to_conv IN OUT --no-verify        ratio to the floor (goal <= 1.5x)
+  verified   python -m passes.fc_to_conv IN OUT                    ratio to onnxsim (goal <= 1x)
+  onnxsim    onnxsim IN OUT (simplifies and checks), if installed
+and the peak memory of the pass against the model file's size (goal <= 2.5x).
+With --scaling: synthetic models of 100, 1,000 and 10,000 FC layers, time per layer of the pass (no verification).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+FLOOR = "import onnx, sys; onnx.save(onnx.load(sys.argv[1]), sys.argv[2])"
+
+
+def timed(cmd, env=None):
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    return elapsed
+
+
+def scaling(tmp):
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+    print("\nscaling (pass only, no verification, in-process):")
+    from passes.fc_to_conv import Options, convert
+    import onnx
+    per = {}
+    for layers in (100, 1000, 10000):
+        rng = np.random.default_rng(0)
+        nodes, inits, x = [], [], "x"
+        for i in range(layers):
+            inits.append(numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), f"w{i}"))
+            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"h{i}"], name=f"fc{i}"))
+            nodes.append(helper.make_node("Relu", [f"h{i}"], [f"a{i}"]))
+            x = f"a{i}"
+        g = helper.make_graph(nodes, "deep", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", 16])], inits)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        t = time.perf_counter()
+        _, report = convert(model, Options(verify=False))
+        elapsed = time.perf_counter() - t
+        assert len(report.converted) == layers
+        per[layers] = elapsed / layers
+        print(f"  {layers:6d} layers: {elapsed:7.2f} s, {per[layers] * 1e3:.3f} ms per layer")
+    print(f"  per-layer time at 10,000 / at 1,000: {per[10000] / per[1000]:.2f}x (goal <= 1.3x)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--scaling", action="store_true")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="fc2conv-bench-")
+    try:
+        if a.model:
+            size = os.path.getsize(a.model)
+            out = os.path.join(tmp, "out.onnx")
+            env = dict(os.environ, PYTHONPATH=ROOT)
+            fc2conv = [sys.executable, "-m", "passes.fc_to_conv", a.model, out, "--quiet"]
+            jobs = {"floor": [sys.executable, "-c", FLOOR, a.model, out],
+                    "pass": fc2conv + ["--no-verify"], "verified": fc2conv}
+            if shutil.which("onnxsim"):
+                jobs["onnxsim"] = ["onnxsim", a.model, out]
+            times = {k: [] for k in jobs}
+            for _ in range(a.repeat):
+                for k, cmd in jobs.items():
+                    times[k].append(timed(cmd, env))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            print(f"model {a.model}: {size / 2**20:.0f} MB; medians of {a.repeat} runs each, interleaved")
+            for k, v in med.items():
+                print(f"  {k:9s} {v:7.2f} s")
+            print(f"  pass / floor           {med['pass'] / med['floor']:.2f}x (goal <= 1.5x)")
+            if "onnxsim" in med:
+                print(f"  verified / onnxsim     {med['verified'] / med['onnxsim']:.2f}x (goal <= 1x)")
+                print(f"  onnxsim / floor        {med['onnxsim'] / med['floor']:.2f}x")
+            else:
+                print("  onnxsim is not installed: pip install onnxsim to compare")
+            rep = os.path.join(tmp, "r.json")
+            subprocess.run(fc2conv + ["--no-verify", "--report", rep], env=env, check=True, capture_output=True)
+            r = json.load(open(rep))
+            print(f"  peak memory (no verify) {r['peak_rss_bytes'] / 2**20:.0f} MB = "
+                  f"{r['peak_rss_bytes'] / r['model_bytes']:.2f}x the model (goal <= 2.5x)")
+            subprocess.run(fc2conv + ["--report", rep], env=env, check=True, capture_output=True)
+            r = json.load(open(rep))
+            print(f"  peak memory (verified) {r['peak_rss_bytes'] / 2**20:.0f} MB = "
+                  f"{r['peak_rss_bytes'] / r['model_bytes']:.2f}x the model")
+        if a.scaling:
+            scaling(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
