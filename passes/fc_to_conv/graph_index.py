@@ -11,7 +11,12 @@ from typing import Dict, Iterator, List, Set
 import onnx
 
 
+_CONTROL_FLOW = {"If", "Loop", "Scan"}
+
+
 def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    if node.op_type not in _CONTROL_FLOW and (node.domain in ("", "ai.onnx") or not node.attribute):
+        return  # only control flow holds graphs in the default domain; other domains may, so look there
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
             yield attr.g

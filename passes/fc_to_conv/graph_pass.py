@@ -1,6 +1,8 @@
 """The pass over one model: match every FC layer, check each, rewrite the accepted ones, report the rest."""
 from __future__ import annotations
 
+import gc
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
@@ -16,7 +18,7 @@ from .layout import LAYOUTS
 from .match import find_candidates
 from .region import analyse
 from .rewrite import Converted, prune, rewrite
-from .simplify import simplify
+from .simplify import find_chains, simplify
 from .shapes import infer
 
 
@@ -106,6 +108,16 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full"
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    gc_was_on = gc.isenabled()
+    gc.disable()  # the pass makes many small objects and no cycles: collections would only scale with the model
+    try:
+        return _run_pass(model, layout, mode, exclude, isolate, base_dir, sink)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _run_pass(model, layout, mode, exclude, isolate, base_dir, sink) -> PassResult:
     opset = default_opset(model)
     graph = model.graph
     names = Names(graph)
@@ -116,11 +128,12 @@ def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full"
     _run_graph(graph, ctx, None, "", result)
     em: Emitter = ctx["emitter"]
     em.begin()
-    if em.added:
+    chains = {id(g): find_chains(g, em.added) for g in _graphs(graph)} if em.added else {}
+    if any(chains.values()):
         shapes = infer(model)
         freed: Set[str] = set()
         for g in _graphs(graph):
-            local = simplify(g, em.added, shapes, em)
+            local = simplify(g, chains[id(g)], shapes, em) if chains[id(g)] else set()
             em.begin()
             prune(g, local, model.ir_version)
             freed |= local

@@ -8,8 +8,9 @@ shape inference, symbolic dims by name) as a sequence of "atoms": the dims of it
 splits them. A chain of any length is then one Reshape to the atoms, one permutation of the atoms, and one Reshape
 to the output's dims, and each of the three is left out when it does nothing.
 
-Only chains that contain a node the pass added are touched, and only when the result has fewer nodes. A chain
-whose dims cannot be followed (an unknown dim, a dynamic dim that a Reshape would have to compute) stays.
+Only chains that mix nodes the pass added with the model's own are touched, and only when the result has fewer
+nodes. A chain whose dims cannot be followed (an unknown dim, a dynamic dim that a Reshape would have to compute)
+stays.
 """
 from __future__ import annotations
 
@@ -176,9 +177,10 @@ def _axes_dims(axes: List[List[_Atom]]) -> List[Dim]:
     return dims
 
 
-def simplify(graph: onnx.GraphProto, added: Set[str], shapes: Dict[str, TypeShape], em: Emitter) -> Set[str]:
-    """Collapse the chains in `graph` that contain a node named in `added`. Returns the inputs the removed nodes
-    read besides their data (shape tensors), whose producers may now be unused."""
+def find_chains(graph: onnx.GraphProto, added: Set[str]) -> List[List[onnx.NodeProto]]:
+    """The chains worth a look: two or more Reshape/Transpose nodes in a row, each intermediate tensor read by the
+    next node only, mixing nodes the pass added with nodes of the model. (A chain of the pass's own nodes is
+    already as short as it gets.) Needs no shapes, so a model without such chains costs no shape inference."""
     nodes = list(graph.node)
     readers: Dict[str, List[onnx.NodeProto]] = {}
     for node in nodes:
@@ -188,11 +190,9 @@ def simplify(graph: onnx.GraphProto, added: Set[str], shapes: Dict[str, TypeShap
     outputs = {o.name for o in graph.output}
     in_chain = lambda n: n.op_type in CHAIN_OPS and n.domain in ("", "ai.onnx") and len(n.output) == 1
     sole_reader = lambda t: readers[t][0] if len(readers.get(t, [])) == 1 and t not in outputs else None
-    replace: Dict[int, List[onnx.NodeProto]] = {}
-    drop: Set[int] = set()
-    freed: Set[str] = set()
+    chains = []
     for node in nodes:
-        if not in_chain(node) or id(node) in drop:
+        if not in_chain(node):
             continue
         prev = producer.get(node.input[0])
         if prev is not None and in_chain(prev) and sole_reader(node.input[0]) is node:
@@ -203,8 +203,20 @@ def simplify(graph: onnx.GraphProto, added: Set[str], shapes: Dict[str, TypeShap
             if nxt is None or not in_chain(nxt) or nxt.input[0] != chain[-1].output[0]:
                 break
             chain.append(nxt)
-        if len(chain) < 2 or not any(n.name in added for n in chain):
-            continue
+        ours = sum(n.name in added for n in chain)
+        if len(chain) >= 2 and 0 < ours < len(chain):
+            chains.append(chain)
+    return chains
+
+
+def simplify(graph: onnx.GraphProto, chains: List[List[onnx.NodeProto]], shapes: Dict[str, TypeShape],
+             em: Emitter) -> Set[str]:
+    """Collapse the `chains` (find_chains) of `graph`. Returns the inputs the removed nodes read besides their
+    data (shape tensors), whose producers may now be unused."""
+    replace: Dict[int, List[onnx.NodeProto]] = {}
+    drop: Set[int] = set()
+    freed: Set[str] = set()
+    for chain in chains:
         src = _dims(shapes, chain[0].input[0])
         steps = [(n, _dims(shapes, n.output[0])) for n in chain]
         if src is None or any(d is None for _, d in steps):
@@ -226,7 +238,7 @@ def simplify(graph: onnx.GraphProto, added: Set[str], shapes: Dict[str, TypeShap
         freed.update(i for n in chain for i in n.input[1:] if i)
     if replace:
         new_nodes: List[onnx.NodeProto] = []
-        for node in nodes:
+        for node in graph.node:
             if id(node) not in drop:
                 new_nodes.extend(replace.get(id(node), [node]))
         del graph.node[:]
