@@ -10,6 +10,7 @@ import os
 import sys
 from typing import List, Optional
 
+from . import progress
 from .api import Options, convert_file
 from .errors import BadInput
 from .inputs import load_npz, parse_input_shapes
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    progress.current = progress.Progress(sys.stderr)  # shows only on a terminal, and only for long runs
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 import onnx
 
+from . import progress
 from .check import Plan
 from .constants import Constants
 from .emit import Emitter
@@ -141,6 +142,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
             conv = writer.layer(plan)
             writer.exits([plan.output])
             done.append(_converted(plan, conv, layout))
+            progress.current.update("rewriting layers", len(done), len(plans))
         elif id(node) in region.moved:
             writer.moved(node)
             writer.exits([node.output[0]])
@@ -153,6 +155,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     removable |= {id(p.head.flatten) for p in plans if p.head is not None}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = _drop_unused_nodes(new_nodes, removable, graph)
+    progress.current.end()
     del graph.node[:]
     graph.node.extend(new_nodes)
     _drop_unused_initializers(graph, sources, consts.ir_version)

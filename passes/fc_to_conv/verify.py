@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from . import progress
 from .model_io import PROTOBUF_LIMIT
 
 # (rtol on norm_err, atol on max_abs), chosen from scripts/calibrate_tolerances.py; see the README.
@@ -139,6 +140,15 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
     return check
 
 
+def _run_all(sess: ort.InferenceSession, feeds: List[Dict[str, np.ndarray]], label: str) -> List[list]:
+    outs = []
+    for i, feed in enumerate(feeds):
+        outs.append(sess.run(None, feed))
+        progress.current.update(label, i + 1, len(feeds))
+    progress.current.end()
+    return outs
+
+
 class Reference:
     """The original model's outputs on the input sets, computed once and compared against any number of candidate
     rewrites (the whole conversion, then smaller ones while hunting a bad layer). `original` is a model or the
@@ -155,7 +165,7 @@ class Reference:
                 self.error = f"the original model does not load in onnxruntime: {_first_line(exc)}"
                 return
             try:
-                self.outputs = [sess.run(None, feed) for feed in feeds]
+                self.outputs = _run_all(sess, feeds, "running the original")
             except Exception as exc:
                 self.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
                               "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
@@ -168,7 +178,7 @@ class Reference:
         with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
             try:
                 sess = session(rewritten, tmp)
-                gots = [sess.run(None, feed) for feed in self.feeds]
+                gots = _run_all(sess, self.feeds, "running the converted model")
             except Exception as exc:
                 result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
                 return result
