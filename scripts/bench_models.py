@@ -1,6 +1,6 @@
 """Latency of converted models against their originals on onnxruntime CPU (default graph optimizations).
 
-    python scripts/bench_models.py [--runs 200] [--models bert_tiny gpt_tiny ...]
+    python scripts/bench_models.py [--runs 300] [--threads 1] [--models bert_tiny ...] [--bert-base /tmp/bert_base.onnx]
 
 For each model: original and converted median latency over many runs (interleaved in rounds, so that a noisy
 machine slows both alike), their ratio, the allowance (1.05x, or the original + 20 us where that is more), and
@@ -13,7 +13,6 @@ import os
 import statistics
 import time
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -33,9 +32,12 @@ CASES = [  # model, fixed input shapes, label
 ]
 
 
+THREADS = 1
+
+
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = THREADS
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -57,14 +59,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--models", nargs="*")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (0: onnxruntime's default)")
+    ap.add_argument("--bert-base", metavar="PATH", help="also time scripts/export_bert_base.py's model")
     a = ap.parse_args()
-    print(f"onnxruntime {ort.__version__} CPU, 1 thread, default optimizations; median of {a.runs} runs each\n")
+    global THREADS
+    THREADS = a.threads
+    threads = f"{a.threads} thread(s)" if a.threads else "default threads"
+    print(f"onnxruntime {ort.__version__} CPU, {threads}, default optimizations; median of {a.runs} runs each\n")
     print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
     print("|---|---|---|---|---|---|---|")
-    for name, shapes, label in CASES:
+    cases = CASES
+    if a.bert_base:
+        cases = CASES + [(a.bert_base, {"input_ids": [1, 128], "attention_mask": [1, 128]},
+                          "BERT-base (110M), batch 1, seq 128")]
+    for name, shapes, label in cases:
         if a.models and name not in a.models:
             continue
-        model, _ = load(os.path.join(HERE, "..", "models", name + ".onnx"))
+        path = name if name.endswith(".onnx") else os.path.join(HERE, "..", "models", name + ".onnx")
+        model, _ = load(path)
         new, report = convert(model, Options(input_shapes=shapes, input_sets=1))
         assert report.verified, report.text()
         feed = make_feeds(model, infer(model), 1, fixed=shapes)[0]

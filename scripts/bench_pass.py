@@ -42,10 +42,9 @@ def timed(cmd, env=None):
 def scaling(tmp):
     sys.path.insert(0, ROOT)
     import numpy as np
-    from onnx import TensorProto, helper, numpy_helper, save
+    from onnx import TensorProto, helper, numpy_helper
     print("\nscaling (pass only, no verification, in-process):")
     from passes.fc_to_conv import Options, convert
-    import onnx
     per = {}
     for layers in (100, 1000, 10000):
         rng = np.random.default_rng(0)

@@ -11,8 +11,7 @@ Prints the worst norm_err of correct rewrites and the smallest norm_err of the b
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.verify import compare_output, session

@@ -1,7 +1,7 @@
 """Small ONNX graphs for the tests, built with onnx.helper (no torch), and the onnxruntime runs they need."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import onnx

@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from builders import matmul_add_model, rand, run
-from passes.fc_to_conv import BadInput, Options, convert_file
+from passes.fc_to_conv import BadInput, convert_file
 from passes.fc_to_conv.model_io import load
 
 

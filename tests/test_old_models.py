@@ -1,7 +1,6 @@
 """IR version 3 models of the opset 7 to 9 era (every initializer listed as an input), older Reshape forms, and
 weights that older exporters compute (ConstantOfShape, Constant nodes, Mul by a constant)."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 

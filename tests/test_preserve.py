@@ -3,7 +3,7 @@ functions, subgraphs."""
 import onnx
 from onnx import helper
 
-from builders import F, init, make_model, rand, vi
+from builders import init, make_model, rand, vi
 from passes.fc_to_conv import Options, convert
 
 

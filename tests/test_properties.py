@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from builders import init, make_model, rand, run, vi
-from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv import convert
 from passes.fc_to_conv.verify import TOLERANCES
 
 SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,

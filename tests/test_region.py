@@ -1,11 +1,9 @@
 """FC chains stay 4-D: element-wise ops between layers run on images, and each chain leaves its layout once."""
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
-from builders import init, make_model, ops, rand, run, vi
-from passes.fc_to_conv import Options, convert
+from builders import init, make_model, ops, rand, vi
 from test_rewrite import convert_and_compare
 
 

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from builders import init, make_model, ops, rand, run, vi
+from builders import init, make_model, rand, run, vi
 from passes.fc_to_conv import Options, convert, convert_file, fold, layout
 from test_rewrite import assert_close
 

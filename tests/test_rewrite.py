@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from builders import F, gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
+from builders import gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 
 NO_VERIFY = Options(verify=False)

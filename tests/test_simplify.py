@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from builders import init, make_model, ops, rand, run, vi
+from builders import init, make_model, ops, rand, vi
 from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.emit import Emitter
 from passes.fc_to_conv.graph_index import Names

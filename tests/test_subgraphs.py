@@ -3,8 +3,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from builders import init, make_model, ops, rand, run, vi
-from passes.fc_to_conv import Options, convert
+from builders import init, make_model, rand, run, vi
+from passes.fc_to_conv import convert
 from test_rewrite import assert_close
 
 B = TensorProto.BOOL

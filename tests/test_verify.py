@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from builders import gemm_model, init, make_model, matmul_add_model, rand, vi
-from passes.fc_to_conv import Options, convert, convert_file, fold
+from builders import init, make_model, matmul_add_model, rand, vi
+from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.verify import TOLERANCES, compare_output
 
 RTOL, ATOL = TOLERANCES["float32"]

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Set
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .external import THRESHOLD, DataSink
 from .graph_index import Names

@@ -19,13 +19,13 @@ and no byte is written twice.
 from __future__ import annotations
 
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
-from .graph_index import subgraphs
+from .graph_index import tensors
 
 CHUNK = 64 * 2**20
 ALIGN = 4096          # onnxruntime can map aligned tensors
@@ -115,19 +115,9 @@ class DataSink:
         return is_external(t) and any(e.key == "location" and e.value == self.location for e in t.external_data)
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-        for g in subgraphs(node):
-            yield from _tensors(g)
-
-
 def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Optional[str]) -> None:
     """Write `model` to `path`: every tensor still in the input's files, or inline and large, goes to the sink."""
-    for t in _tensors(model.graph):
+    for t in tensors(model.graph):
         if is_external(t):
             if sink.holds(t):
                 continue  # made by this run

@@ -24,6 +24,19 @@ def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield from attr.graphs
 
 
+def tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto of a graph and its subgraphs: initializers and tensor attributes (Constant values)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.TENSORS:
+                yield from attr.tensors
+        for g in subgraphs(node):
+            yield from tensors(g)
+
+
 def outer_names_used(graph: onnx.GraphProto) -> Set[str]:
     """Names a (sub)graph reads that it does not define itself: its references to the outer scope."""
     defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}

@@ -1,43 +1,29 @@
-"""Reading a model safely and writing one atomically.
+"""Opening a model safely, and the file-level facts of writing one.
 
-load() turns every way a file can fail to be a usable model into a one-line BadInput; it never returns a model
-whose external data it has not checked. save() writes into a temporary folder beside the output and renames into
-place, so an interrupted or failed run leaves no partial file; a model that had external data, or is too large
-for one protobuf (2 GB), is written with its tensors in `<output name>.data` beside it.
+open_model() turns every way a file can fail to be a usable model into a one-line BadInput; it never returns a
+model whose external data it has not checked. The output is written by external.py into a temporary folder beside
+it; move_into_place() renames it in, data first, so an interrupted or failed run leaves no partial file. A model
+that had external data, or is too large for one protobuf (2 GB), gets its tensors in `<output name>.data`.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator, Set, Tuple
+from typing import Set, Tuple
 
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from .errors import BadInput
-from .graph_index import subgraphs
+from .graph_index import tensors
 from .validate import raw_bytes, validate
 
 PROTOBUF_LIMIT = 2**31 - 1
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == onnx.AttributeProto.TENSORS:
-                yield from attr.tensors
-        for g in subgraphs(node):
-            yield from _tensors(g)
-
-
 def external_tensors(model: onnx.ModelProto) -> list:
-    return [t for t in _tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    return [t for t in tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
 def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
@@ -124,7 +110,7 @@ def size_on_disk(path: str, data_files: Set[str]) -> int:
 
 def tensor_bytes(graph: onnx.GraphProto) -> int:
     """The size of a graph's tensor data, from the tensors' types and dims (ByteSize would walk every byte)."""
-    return sum(raw_bytes(t) for t in _tensors(graph) if t.data_type in onnx.TensorProto.DataType.values()
+    return sum(raw_bytes(t) for t in tensors(graph) if t.data_type in onnx.TensorProto.DataType.values()
                and t.data_type != onnx.TensorProto.UNDEFINED)
 
 
@@ -142,33 +128,9 @@ def data_location(out: Path, keep: Set[str]) -> str:
     return location
 
 
-def write(model: onnx.ModelProto, path: str, external: bool, location: str) -> None:
-    """Write `model` to `path` (a fresh temporary folder), its tensors in `location` beside it when external (the
-    in-memory model is changed then: its tensors point at the file and hold no data)."""
-    if external:
-        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=location, size_threshold=1024, convert_attribute=False)
-    else:
-        onnx.save_model(model, path)
-
-
 def move_into_place(folder: str, out: Path) -> None:
     """Rename what write() put in `folder` next to `out`: the data file first, the model last, so that the model
     never points at data that is not there yet."""
     names = sorted(os.listdir(folder), key=lambda n: n == out.name)
     for name in names:
         os.replace(os.path.join(folder, name), out.parent / name)
-
-
-def save(model: onnx.ModelProto, path: str, external: bool, keep: Set[str] = frozenset()) -> None:
-    """Write `model` to `path` atomically (a temporary folder beside it, then renames)."""
-    out = Path(path)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise BadInput(f"{path}: the output folder {folder} does not exist")
-    tmp = tempfile.mkdtemp(prefix=".fc2conv-", dir=folder)
-    try:
-        write(model, os.path.join(tmp, out.name), external, data_location(out, keep))
-        move_into_place(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
