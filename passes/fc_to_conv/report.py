@@ -73,9 +73,11 @@ class Report:
         lines.append("ops before: " + _counts(self.ops_before))
         lines.append("ops after:  " + _counts(self.ops_after))
         if self.model_bytes and self.peak_rss_bytes:
-            lines.append(f"memory: peak {self.peak_rss_bytes / 2**20:.0f} MB = "
-                         f"{self.peak_rss_bytes / self.model_bytes:.1f}x the model's {self.model_bytes / 2**20:.1f} MB "
-                         "(the Python and onnxruntime baseline dominates for small models)")
+            peak, size = self.peak_rss_bytes / 2**20, self.model_bytes / 2**20
+            # below 100 MB the Python and onnxruntime baseline (about 100 MB) makes a ratio meaningless
+            ratio = f" = {self.peak_rss_bytes / self.model_bytes:.2f}x the model's {size:.0f} MB" if size >= 100 \
+                else f" (model {size:.1f} MB)"
+            lines.append(f"memory: peak {peak:.0f} MB{ratio}")
         v = self.verification
         if v is None:
             lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")
