@@ -33,6 +33,17 @@ class Head:
 
 
 @dataclass
+class Quantized:
+    """A weight that reaches the layer through DequantizeLinear(q, scale, zero_point) of constants: the Conv
+    keeps it quantized, as DequantizeLinear of the re-laid integer weight."""
+    node: onnx.NodeProto
+    q: str
+    scale: np.ndarray
+    zero_point: Optional[np.ndarray]
+    axis: int                    # on the Conv weight
+
+
+@dataclass
 class Plan:
     cand: Candidate
     x_dims: List[Dim]            # dims of the activation as it enters the layer
@@ -47,6 +58,7 @@ class Plan:
     post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
     post_scale: float = 1.0      # beta for a non-constant C
     head: Optional[Head] = None  # full-kernel conversion of a classifier head
+    quant: Optional[Quantized] = None
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -85,6 +97,10 @@ def _dtype_reason(dtype: int, opset: int) -> Optional[str]:
     return f"{name} weights: Conv has no form for this type (integer FC layers are left as they are)"
 
 
+def quantized_axis_is_k(axis: int, trans_b: bool) -> bool:
+    return fold.quantized_conv_axis(axis, trans_b) == 1
+
+
 def find_head(x: str, k: int, index: GraphIndex, shapes: Dict[str, TypeShape]) -> Optional[Head]:
     """x = Flatten(map, axis=1) or Reshape(map, [N, C*H*W]) of a [N, C, H, W] map with static C, H, W."""
     node = index.producer.get(x)
@@ -102,12 +118,40 @@ def find_head(x: str, k: int, index: GraphIndex, shapes: Dict[str, TypeShape]) -
     return Head(node.input[0], (c, h, w), dims[0], node)
 
 
+QUANT_TYPES = (T.INT8, T.UINT8, T.INT16, T.UINT16)
+
+
+def find_quantized(name: str, consts: Constants) -> Union[None, str, Tuple[np.ndarray, Quantized]]:
+    """None: not a DequantizeLinear output. A str: one that cannot be kept quantized (why). Else the integer
+    weight's values and the rest of the quantization."""
+    node = consts.index.producer.get(name)
+    if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        return None
+    if attr(node, "block_size", 0):
+        return "the weight is block-quantized (DequantizeLinear block_size): not kept quantized yet"
+    q = consts.value(node.input[0])
+    scale = consts.value(node.input[1]) if len(node.input) > 1 else None
+    zp = consts.value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if q is None or scale is None or (len(node.input) > 2 and node.input[2] and zp is None):
+        return "the weight's DequantizeLinear has inputs that are not constants"
+    if q.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(q.dtype) not in QUANT_TYPES or scale.ndim > 1:
+        return f"the weight's DequantizeLinear has a {q.dtype} [{', '.join(map(str, q.shape))}] input: not kept"
+    return q, Quantized(node, node.input[0], scale, zp, attr(node, "axis", 1))
+
+
 def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opset: int,
           mode: str = "full") -> Union[Plan, Skip]:
     node = cand.node
     if cand.op == "Gemm" and len(node.input) < 2 or cand.op == "MatMul" and len(node.input) != 2:
         return Skip(cand, f"{cand.op} with {len(node.input)} inputs")
-    w = consts.value(cand.w)
+    quant = find_quantized(cand.w, consts)
+    if isinstance(quant, str):
+        return Skip(cand, quant)
+    if quant is not None:
+        q, quant = quant
+        w = np.broadcast_to(np.zeros((), quant.scale.dtype), q.shape)  # only its shape and dtype are read
+    else:
+        w = consts.value(cand.w)
     if w is None:
         x_const = consts.value(cand.x) if cand.op == "MatMul" else None
         if x_const is not None:
@@ -147,7 +191,21 @@ def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opse
     alpha = cand.alpha if cand.op == "Gemm" else 1.0
     head = find_head(cand.x, k, consts.index, shapes) if mode == "full" and not cand.trans_a else None
     w_name, trans_b = cand.w, cand.trans_b
-    if head is not None:
+    if quant is not None:
+        if head is not None and quant.scale.size > 1 and quantized_axis_is_k(quant.axis, trans_b):
+            head = None  # a per-input-channel scale cannot follow K into C x H x W
+        quant.axis = fold.quantized_conv_axis(quant.axis, trans_b)
+        if alpha != 1.0:
+            quant.scale = (quant.scale.astype(np.float64) * alpha).astype(quant.scale.dtype)
+        q_name = quant.q
+        if head is not None:
+            chw = head.chw
+            plan = Plan(cand, x_dims, k, n, dtype, lambda: fold.full_kernel_weight(consts.value(q_name), chw, trans_b),
+                        weight_key=(cand.w, cand.trans_b, "q", head.chw), head=head, quant=quant)
+        else:
+            plan = Plan(cand, x_dims, k, n, dtype, lambda: fold.conv_weight(consts.value(q_name), trans_b),
+                        weight_key=(cand.w, cand.trans_b, "q"), quant=quant)
+    elif head is not None:
         chw = head.chw
         plan = Plan(cand, x_dims, k, n, dtype,
                     lambda: fold.full_kernel_weight(consts.value(w_name), chw, trans_b, alpha),

@@ -48,6 +48,18 @@ def full_kernel_weight(b: np.ndarray, chw: tuple, trans_b: bool = False, alpha: 
     return conv_weight(b, trans_b, alpha).reshape(-1, c, h, w)
 
 
+def quantized_conv_axis(axis: int, trans_b: bool) -> int:
+    """The axis of a DequantizeLinear on the Conv weight [N, K, 1, 1], from its axis on the FC weight.
+
+    A quantized FC weight is W = DequantizeLinear(Q, s, z, axis) = (Q - z) * s along `axis`. Transposing and
+    adding unit dims commutes with it: (W'^T)[:, :, None, None] = DequantizeLinear(Q'^T[:, :, None, None], s, z,
+    axis'), where the N dim is Conv axis 0 and the K dim Conv axis 1. alpha * W = DequantizeLinear(Q, alpha * s, z).
+    """
+    dim = axis % 2                   # 0 or 1 on the 2-D weight
+    n_dim = 0 if trans_b else 1      # where N sits: [N, K] with transB, else [K, N]
+    return 0 if dim == n_dim else 1
+
+
 def per_channel_bias(c: np.ndarray, n: int, out_rank: int) -> bool:
     """True when adding `c` to an output of shape [..., N] (rank out_rank) adds c[n] to column n only and
     leaves the output's shape unchanged: every dim of c but the last is 1, the last is 1 or N, and c has

@@ -1,6 +1,7 @@
 """One FC layer cut out of its model, so that its rewrite can be checked on its own.
 
-The cut-out model holds the layer's nodes (the Flatten of a classifier head, the FC node, a fused Add), its
+The cut-out model holds the layer's nodes (the Flatten of a classifier head, the DequantizeLinear of a quantized
+weight, the FC node, a fused Add), its
 constant inputs as initializers (computed weights already folded), and its activation (and any run-time bias) as
 graph inputs with the shapes inference gave them. Converting it with the same options and comparing the two on
 onnxruntime checks this layer's folding and layout without the rest of the model.
@@ -25,7 +26,8 @@ def _value_info(name: str, shapes: Dict[str, TypeShape], elem: int) -> onnx.Valu
 def layer_model(plan: Plan, consts: Constants, shapes: Dict[str, TypeShape], opset: int,
                 ir_version: int) -> Optional[onnx.ModelProto]:
     cand = plan.cand
-    nodes = ([plan.head.flatten] if plan.head else []) + [cand.node] + ([cand.add] if plan.fuse_add else [])
+    nodes = ([plan.head.flatten] if plan.head else []) + ([plan.quant.node] if plan.quant else []) + [cand.node] \
+        + ([cand.add] if plan.fuse_add else [])
     x = plan.head.map if plan.head else cand.x
     produced = {o for n in nodes for o in n.output}
     inputs, inits = [_value_info(x, shapes, plan.dtype)], []

@@ -67,7 +67,13 @@ class _Writer:
                 else:
                     self.entries[cand.x] = image
             x_image = image if cand.trans_a else self.entries[cand.x]
-        if plan.weight_key not in self.weights:
+        if plan.weight_key not in self.weights and plan.quant is not None:
+            quant = plan.quant  # the Conv weight stays quantized: DequantizeLinear(Q re-laid, scale, zero point)
+            inputs = [em.constant(quant.q + "_conv", plan.fold_weight()), em.constant(quant.q + "_scale", quant.scale)]
+            if quant.zero_point is not None:
+                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
+            self.weights[plan.weight_key] = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
+        elif plan.weight_key not in self.weights:
             self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.fold_weight())
         inputs = [x_image, self.weights[plan.weight_key]]
         if plan.bias is not None:

@@ -1,0 +1,72 @@
+"""Weights that reach the layer through DequantizeLinear stay quantized: the Conv reads DequantizeLinear of the
+re-laid integer weight, with the axis remapped and alpha folded into the scale."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from builders import init, make_model, ops, rand, run, vi
+from passes.fc_to_conv import Options, convert
+from test_rewrite import assert_close
+
+
+def qdq_model(k=8, n=6, per_channel=True, gemm=False, trans_b=False, alpha=1.0, zero_point=True, opset=17):
+    rng = np.random.default_rng(0)
+    shape = (n, k) if trans_b else (k, n)
+    q = rng.integers(-100, 100, shape).astype(np.int8)
+    n_axis = 0 if trans_b else 1
+    scale = (rng.random(n) * 0.02 + 0.01).astype(np.float32) if per_channel else np.float32(0.02)
+    inits = [init("Wq", q), init("scale", scale)]
+    dq_inputs = ["Wq", "scale"]
+    if zero_point:
+        inits.append(init("zp", np.zeros(n, np.int8) + 3 if per_channel else np.int8(3)))
+        dq_inputs.append("zp")
+    nodes = [helper.make_node("DequantizeLinear", dq_inputs, ["W"], axis=n_axis)]
+    if gemm:
+        inits.append(init("b", rand(n, seed=2)))
+        nodes.append(helper.make_node("Gemm", ["X", "W", "b"], ["Y"], name="fc", transB=int(trans_b), alpha=alpha))
+    else:
+        nodes.append(helper.make_node("MatMul", ["X", "W"], ["Y"], name="fc"))
+    return make_model(nodes, [vi("X", ["m", k])], [vi("Y", ["m", n])], inits, opset=opset)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("gemm,trans_b,alpha", [(False, False, 1.0), (True, True, 0.5), (True, False, 2.0)])
+@pytest.mark.parametrize("zero_point", [True, False])
+def test_quantized_weight_stays_quantized(per_channel, gemm, trans_b, alpha, zero_point):
+    m = qdq_model(per_channel=per_channel, gemm=gemm, trans_b=trans_b, alpha=alpha, zero_point=zero_point)
+    new, report = convert(m)
+    assert report.verified, report.text()
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    dq = next(n for n in new.graph.node if n.output[0] == conv.input[1])
+    assert dq.op_type == "DequantizeLinear"
+    q = next(t for t in new.graph.initializer if t.name == dq.input[0])
+    assert q.data_type == TensorProto.INT8 and list(q.dims) == [6, 8, 1, 1]
+    assert next(a.i for a in dq.attribute if a.name == "axis") == 0
+    assert "Wq" not in {t.name for t in new.graph.initializer}, "the original integer weight is gone"
+    assert ops(new).count("DequantizeLinear") == 1
+    x = rand((5, 8))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_block_quantized_weight_is_skipped_with_its_reason():
+    m = qdq_model(per_channel=False, opset=21)
+    dq = m.graph.node[0]
+    m.graph.initializer[1].CopyFrom(init("scale", np.full((2, 6), 0.02, np.float32)))
+    del m.graph.initializer[2]
+    del dq.input[2]
+    dq.attribute[0].i = 0
+    dq.attribute.append(helper.make_attribute("block_size", 4))
+    _, report = convert(m, Options(verify=False))
+    assert report.skipped[0].reason == ("the weight is block-quantized (DequantizeLinear block_size): not kept "
+                                        "quantized yet")
+
+
+def test_a_wrong_quantized_rewrite_is_caught_on_its_own(monkeypatch):
+    """The isolated check cuts the DequantizeLinear out with the layer, so a bug in the quantized path shows there."""
+    from passes.fc_to_conv import fold
+    monkeypatch.setattr(fold, "quantized_conv_axis", lambda axis, trans_b: 1)  # the scale on the wrong axis
+    m = qdq_model(k=6, n=6, per_channel=True)
+    new, report = convert(m)
+    assert report.verified and [r.name for r in report.reverted] == ["fc"]
+    assert report.reverted[0].reason.startswith("wrong on its own: output 'Y'")
