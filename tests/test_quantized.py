@@ -1,7 +1,6 @@
 """Weights that reach the layer through DequantizeLinear stay quantized: the Conv reads DequantizeLinear of the
 re-laid integer weight, with the axis remapped and alpha folded into the scale."""
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
