@@ -68,3 +68,11 @@ def ops(model: onnx.ModelProto) -> List[str]:
 
 def rand(shape, dtype=np.float32, seed=1):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def set_external_location(model: onnx.ModelProto, location: str) -> None:
+    """Point every external tensor of the main graph at `location` (to build bad or hostile inputs)."""
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = location

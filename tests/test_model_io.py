@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from builders import matmul_add_model, rand, run
+from builders import set_external_location, matmul_add_model, rand, run
 from passes.fc_to_conv import BadInput, convert_file
 from passes.fc_to_conv.model_io import load
 
@@ -69,16 +69,10 @@ def test_external_data_missing_truncated_outside(tmp_path):
     data.unlink()
     _bad(path, "file not found in")
     m = onnx.load(path, load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = "../m.onnx.data"
+    set_external_location(m, "../m.onnx.data")
     onnx.save_model(m, path)
     _bad(path, "outside the model's folder")
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = "/etc/passwd"
+    set_external_location(m, "/etc/passwd")
     onnx.save_model(m, path)
     _bad(path, "an absolute path")
 

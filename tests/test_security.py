@@ -5,7 +5,7 @@ import os
 import numpy as np
 import onnx
 
-from builders import matmul_add_model, rand, run
+from builders import set_external_location, matmul_add_model, rand, run
 from test_cli import cli
 
 
@@ -33,10 +33,7 @@ def test_traversal_locations_are_refused_and_nothing_outside_changes(tmp_path):
     secret.write_bytes(os.urandom(64 * 32 * 4 + 32 * 4))
     path = external_model(str(inside))
     m = onnx.load(path, load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = "../secret.data"
+    set_external_location(m, "../secret.data")
     onnx.save_model(m, path)
     before = snapshot(tmp_path)
     r = cli(path, inside / "out.onnx")

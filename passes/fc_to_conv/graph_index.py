@@ -1,7 +1,7 @@
 """Who produces and who reads each tensor of a graph, and which names are taken in the whole model.
 
-Built once per pass run and kept up to date by the rewrite, so that no step scans the node list per layer.
-A node that holds subgraphs (If, Loop, Scan) counts as a reader of every outer-scope tensor its bodies use.
+Built once per graph and pass run, so that no step scans the node list per layer. A node that holds subgraphs
+(If, Loop, Scan) counts as a reader of every outer-scope tensor its bodies use.
 """
 from __future__ import annotations
 
@@ -102,16 +102,6 @@ class GraphIndex:
             reads |= outer_names_used(g)
         for name in reads:
             self.consumers[name].append(node)
-
-    def remove_node(self, node: onnx.NodeProto) -> None:
-        for out in node.output:
-            if self.producer.get(out) is node:
-                del self.producer[out]
-        reads = {n for n in node.input if n}
-        for g in subgraphs(node):
-            reads |= outer_names_used(g)
-        for name in reads:
-            self.consumers[name] = [c for c in self.consumers[name] if c is not node]
 
     def is_used(self, name: str) -> bool:
         return bool(self.consumers.get(name)) or name in self.graph_outputs

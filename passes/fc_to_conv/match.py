@@ -10,7 +10,7 @@ rewritten is the check's business (check.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 import onnx
@@ -41,7 +41,6 @@ class Candidate:
     alpha: float = 1.0
     beta: float = 1.0
     key: str = ""                # where the node sits ("<scope>#<position>"): stable across runs of the pass
-    notes: List[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:

@@ -191,12 +191,6 @@ class Reference:
         return result
 
 
-def compare_models(original: onnx.ModelProto, rewritten: onnx.ModelProto, feeds: List[Dict[str, np.ndarray]],
-                   rtol: float, atol: float) -> Verification:
-    names = [o.name for o in original.graph.output]
-    return Reference(original, names, feeds).compare(rewritten, rtol, atol)
-
-
 def run_checker(model: Union[onnx.ModelProto, str]) -> Tuple[bool, str]:
     """onnx.checker with full_check (which includes strict shape inference), on a model or a model file."""
     try:
