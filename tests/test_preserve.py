@@ -59,3 +59,30 @@ def test_input_model_is_not_modified():
     before = m.SerializeToString()
     convert(m, Options(verify=False))
     assert m.SerializeToString() == before
+
+
+def test_everything_untouched_survives_the_written_file(tmp_path):
+    """The same through convert_file, whose output is written as a stream of fragments, with and without
+    external data."""
+    from passes.fc_to_conv import convert_file
+    m = rich_model()
+    for external in (False, True):
+        src = tmp_path / f"in_{external}.onnx"
+        onnx.save_model(onnx.ModelProto.FromString(m.SerializeToString()), str(src), save_as_external_data=external,
+                        location=f"in_{external}.data", size_threshold=0)
+        out = tmp_path / f"out_{external}.onnx"
+        report = convert_file(str(src), str(out))
+        assert report.written and report.verified, report.text()
+        new = onnx.load(str(out))
+        expected, _ = convert(m, Options(verify=False))
+        for field in ("doc_string", "domain", "model_version", "producer_name", "producer_version", "ir_version"):
+            assert getattr(new, field) == getattr(m, field), field
+        assert list(new.metadata_props) == list(m.metadata_props)
+        assert list(new.opset_import) == list(m.opset_import) and list(new.functions) == list(m.functions)
+        assert new.graph.doc_string == "graph doc" and list(new.graph.input) == list(m.graph.input)
+        assert list(new.graph.output) == list(m.graph.output) and [v.name for v in new.graph.value_info] == ["r"]
+        assert [n.name for n in new.graph.node] == [n.name for n in expected.graph.node]
+        assert sorted(t.name for t in new.graph.initializer) == sorted(t.name for t in expected.graph.initializer)
+        for t in new.graph.initializer:
+            ref = next(e for e in expected.graph.initializer if e.name == t.name)
+            assert (onnx.numpy_helper.to_array(t) == onnx.numpy_helper.to_array(ref)).all(), t.name
