@@ -48,11 +48,13 @@ def test_head_becomes_full_kernel_conv(flatten, gap):
     assert conv6.input[0] == ("pooled" if gap else "X"), "the Conv reads the feature map itself"
 
 
-def test_mode_1x1_keeps_the_flatten():
+def test_mode_1x1_makes_a_1x1_conv_of_the_flattened_features():
+    """--mode 1x1: the head reads the flattened map as 60 channels (its Flatten may merge with the way in)."""
     m = head_model()
-    new, report = convert_and_compare(m, [{"X": rand((2, 3, 4, 5))}], layout="spatial")
     new1, report1 = convert(m, Options(mode="1x1", verify=False))
-    assert "Flatten" in ops(new1) and report1.converted[0].kernel == "1x1"
+    assert report1.converted[0].kernel == "1x1" and report1.converted[0].layout == "spatial"
+    conv = next(n for n in new1.graph.node if n.op_type == "Conv")
+    assert conv.input[0] != "X", "the Conv reads the flattened features, not the map"
     assert report1.converted[0].conv_weight_shape == [16, 60, 1, 1]
     x = rand((2, 3, 4, 5))
     assert_close(run(new1, {"X": x})[0], run(m, {"X": x})[0])

@@ -98,3 +98,40 @@ def test_random_fc_graphs_convert_and_match(case):
     assert got.shape == ref.shape
     err = np.max(np.abs(got - ref)) if ref.size else 0.0
     assert err <= atol or err <= rtol * np.max(np.abs(ref))
+
+
+@st.composite
+def heads_graphs(draw):
+    """x [B, T, C] -> MatMul(+Add) -> Reshape [.., H, C2/H] (0s for B and T) -> Transpose(any perm) -> output,
+    optionally through a second Transpose: the attention shapes that simplify.py collapses."""
+    heads = draw(st.sampled_from([1, 2, 4]))
+    dh = draw(st.integers(1, 5))
+    c, c2 = draw(st.integers(1, 9)), heads * dh
+    b, t = draw(st.integers(1, 3)), draw(st.integers(1, 5))
+    dynamic = draw(st.booleans())
+    perm = draw(st.permutations([0, 1, 2, 3]))
+    seed = draw(st.integers(0, 2**16))
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["m"], name="proj"),
+             helper.make_node("Add", ["m", "bias"], ["k"]),
+             helper.make_node("Reshape", ["k", "shape"], ["k4"]),
+             helper.make_node("Transpose", ["k4"], ["Y"], perm=list(perm))]
+    dims = ["b", "t"] if dynamic else [b, t]
+    out = [(dims + [heads, dh])[p] for p in perm]
+    inits = [init("W", rand((c, c2), seed=seed)), init("bias", rand(c2, seed=seed + 1)),
+             init("shape", np.array([0, 0, heads, dh], np.int64))]
+    model = make_model(nodes, [vi("X", dims + [c])], [vi("Y", out)], inits)
+    return model, rand((b, t, c), seed=seed + 2)
+
+
+@SETTINGS
+@given(heads_graphs())
+def test_attention_shaped_chains_collapse_correctly(case):
+    model, x = case
+    new, report = convert(model)
+    assert not report.reverted and report.verified, report.text()
+    got, ref = run(new, {"X": x})[0], run(model, {"X": x})[0]
+    assert got.shape == ref.shape
+    assert np.max(np.abs(got - ref)) <= 1e-5 * max(np.max(np.abs(ref)), 1e-6)
+    layout_ops = sum(n.op_type in ("Reshape", "Transpose", "Squeeze", "Unsqueeze") for n in new.graph.node)
+    # the way in (2), then the way out merged with the split and its Transpose: at most Reshape, Transpose, Reshape
+    assert layout_ops <= 5, [n.op_type for n in new.graph.node]

@@ -64,6 +64,16 @@ class Emitter:
             return self.node("Reshape", [x], hint, output, shape=[int(d) for d in dims])
         return self.node("Reshape", [x, self.shape(dims)], hint, output)
 
+    def squeeze(self, x: str, axes: Sequence[int], hint: str, output: Optional[str] = None) -> str:
+        if self.opset >= 13:  # axes became an input in opset 13
+            return self.node("Squeeze", [x, self.shape(axes)], hint, output)
+        return self.node("Squeeze", [x], hint, output, axes=list(axes))
+
+    def unsqueeze(self, x: str, axes: Sequence[int], hint: str, output: Optional[str] = None) -> str:
+        if self.opset >= 13:
+            return self.node("Unsqueeze", [x, self.shape(axes)], hint, output)
+        return self.node("Unsqueeze", [x], hint, output, axes=list(axes))
+
     def transpose(self, x: str, perm: Sequence[int], hint: str, output: Optional[str] = None) -> str:
         return self.node("Transpose", [x], hint, output, perm=list(perm))
 

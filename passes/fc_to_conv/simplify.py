@@ -150,20 +150,22 @@ def _plan(src_dims: List[Dim], steps: List[Tuple[onnx.NodeProto, List[Dim]]]):
     if [a.id for a in sorted(src_atoms, key=lambda a: a.id)] != [a.id for a in sorted(dst_atoms, key=lambda a: a.id)]:
         return None
     position = {a.id: i for i, a in enumerate(src_atoms)}
-    perm = [position[a.id] for a in dst_atoms]
-    # atoms that stay static neighbours in order merge into one dim: fewer transposed dims
+    return [a.size for a in src_atoms], [position[a.id] for a in dst_atoms], _axes_dims(axes)
+
+
+def _coalesce(atom_dims: List[Dim], perm: List[int]) -> Tuple[List[Dim], List[int]]:
+    """Merge static atoms that stay neighbours, in order, through the permutation: fewer transposed dims."""
     groups: List[List[int]] = []
     for p in perm:
-        if groups and groups[-1][-1] + 1 == p and isinstance(src_atoms[p].size, int) \
-                and isinstance(src_atoms[groups[-1][-1]].size, int):
+        if groups and groups[-1][-1] + 1 == p and isinstance(atom_dims[p], int) \
+                and isinstance(atom_dims[groups[-1][-1]], int):
             groups[-1].append(p)
         else:
             groups.append([p])
     order = sorted(range(len(groups)), key=lambda g: groups[g][0])
-    merged_dims: List[Dim] = [int(np.prod([src_atoms[p].size for p in groups[g]])) if len(groups[g]) > 1
-                              else src_atoms[groups[g][0]].size for g in order]
-    new_perm = [order.index(g) for g in range(len(groups))]
-    return merged_dims, new_perm, _axes_dims(axes)
+    merged = [int(np.prod([atom_dims[p] for p in groups[g]])) if len(groups[g]) > 1 else atom_dims[groups[g][0]]
+              for g in order]
+    return merged, [order.index(g) for g in range(len(groups))]
 
 
 def _axes_dims(axes: List[List[_Atom]]) -> List[Dim]:
@@ -228,12 +230,19 @@ def simplify(graph: onnx.GraphProto, chains: List[List[onnx.NodeProto]], shapes:
         if planned is None:
             continue
         atom_dims, perm, out_dims = planned
-        em.begin()
         final = chain[-1].output[0]
-        if not _emit(em, chain[0].input[0], src, atom_dims, perm, out_dims, final, final + "_collapsed") \
-                or len(em.nodes) >= len(chain):
+        best: Optional[List[onnx.NodeProto]] = None
+        # merged atoms make fewer transposed dims, but a reshape after the permutation may then be unable to say
+        # where a dynamic dim goes: try both, keep the shorter that can be written
+        for dims, order in (_coalesce(atom_dims, perm), (atom_dims, perm)):
+            em.begin()
+            if _emit(em, chain[0].input[0], src, dims, order, out_dims, final, final + "_collapsed") \
+                    and (best is None or len(em.nodes) < len(best)):
+                best = list(em.nodes)
+        em.begin()
+        if best is None or len(best) >= len(chain):
             continue
-        replace[id(chain[-1])] = list(em.nodes)
+        replace[id(chain[-1])] = best
         drop.update(id(n) for n in chain[:-1])
         freed.update(i for n in chain for i in n.input[1:] if i)
     if replace:
@@ -246,6 +255,35 @@ def simplify(graph: onnx.GraphProto, chains: List[List[onnx.NodeProto]], shapes:
     return freed
 
 
+def _inserted_ones(short: List[Dim], long: List[Dim]) -> Optional[List[int]]:
+    """The axes of `long` that are 1s inserted into `short` (None when `long` is not `short` with 1s added)."""
+    axes, i = [], 0
+    for j, d in enumerate(long):
+        if i < len(short) and d == short[i]:
+            i += 1
+        elif d == 1:
+            axes.append(j)
+        else:
+            return None
+    return axes if i == len(short) else None
+
+
+def _reshape(em: Emitter, x: str, src: List[Dim], dst: List[Dim], hint: str, out: Optional[str] = None):
+    """x from dims `src` to `dst`: a Squeeze or Unsqueeze where only 1s go or come (exact whatever the dynamic
+    dims), else a Reshape with a constant shape. None when no constant shape can say it."""
+    if len(dst) < len(src) and _inserted_ones(dst, src) is not None:
+        return em.squeeze(x, _inserted_ones(dst, src), hint, out)
+    if len(dst) > len(src) and _inserted_ones(src, dst) is not None:
+        return em.unsqueeze(x, _inserted_ones(src, dst), hint, out)
+    shape = _shape_constant(src, dst)
+    if shape is not None:
+        return em.reshape(x, shape, hint, out)
+    if [d for d in src if d != 1] == [d for d in dst if d != 1]:  # only 1s move: drop them all, add the new ones
+        squeezed = em.squeeze(x, [i for i, d in enumerate(src) if d == 1], hint + "_squeezed")
+        return em.unsqueeze(squeezed, [i for i, d in enumerate(dst) if d == 1], hint, out)
+    return None
+
+
 def _emit(em: Emitter, x: str, src: List[Dim], atom_dims: List[Dim], perm: List[int], out_dims: List[Dim],
           final: str, hint: str) -> bool:
     """Reshape to the atoms, permute, reshape to the output; each step only where it changes something."""
@@ -253,23 +291,14 @@ def _emit(em: Emitter, x: str, src: List[Dim], atom_dims: List[Dim], perm: List[
         if src == out_dims:
             em.node("Identity", [x], hint, final)
             return True
-        shape = _shape_constant(src, out_dims)
-        if shape is None:
-            return False
-        em.reshape(x, shape, hint, final)
-        return True
+        return _reshape(em, x, src, out_dims, hint, final) is not None
     cur = x
     if src != atom_dims:
-        shape = _shape_constant(src, atom_dims)
-        if shape is None:
+        cur = _reshape(em, cur, src, atom_dims, hint + "_atoms")
+        if cur is None:
             return False
-        cur = em.reshape(cur, shape, hint + "_atoms")
     permuted = [atom_dims[p] for p in perm]
     if permuted == out_dims:
         em.transpose(cur, perm, hint, final)
         return True
-    shape = _shape_constant(permuted, out_dims)
-    if shape is None:
-        return False
-    em.reshape(em.transpose(cur, perm, hint + "_perm"), shape, hint, final)
-    return True
+    return _reshape(em, em.transpose(cur, perm, hint + "_perm"), permuted, out_dims, hint, final) is not None
