@@ -151,7 +151,7 @@ def check(cand: Candidate, consts: Constants, shapes: Dict[str, TypeShape], opse
         q, quant = quant
         w = np.broadcast_to(np.zeros((), quant.scale.dtype), q.shape)  # only its shape and dtype are read
     else:
-        w = consts.value(cand.w)
+        w = consts.peek(cand.w)  # the values are read when the rewrite folds them, one layer at a time
     if w is None:
         x_const = consts.value(cand.x) if cand.op == "MatMul" else None
         if x_const is not None:

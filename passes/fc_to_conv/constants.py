@@ -110,6 +110,16 @@ class Constants:
     def value(self, name: str) -> Optional[np.ndarray]:
         return self._resolve(name)[0]
 
+    def peek(self, name: str) -> Optional[np.ndarray]:
+        """A stand-in with the constant's shape and dtype, without reading an initializer's data (None when the
+        tensor is not a constant). Only `.shape`, `.ndim` and `.dtype` of the result mean anything."""
+        init = self.index.initializers.get(name)
+        if init is not None and not self.overridable(name) and init.data_type in onnx.TensorProto.DataType.values() \
+                and init.data_type != onnx.TensorProto.UNDEFINED:
+            dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+            return np.broadcast_to(np.zeros((), dtype), tuple(init.dims))
+        return self.value(name)
+
     def reason(self, name: str) -> str:
         return self._resolve(name)[1]
 
