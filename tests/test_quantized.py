@@ -69,3 +69,23 @@ def test_a_wrong_quantized_rewrite_is_caught_on_its_own(monkeypatch):
     new, report = convert(m)
     assert report.verified and [r.name for r in report.reverted] == ["fc"]
     assert report.reverted[0].reason.startswith("wrong on its own: output 'Y'")
+
+
+def test_quantized_activation_is_laid_out_before_it_is_dequantized():
+    """x -> QuantizeLinear -> DequantizeLinear -> MatMul(DequantizeLinear(W)): the way in moves onto the integers,
+    so that each DequantizeLinear feeds the Conv directly, as QDQ compilers expect."""
+    m = qdq_model(per_channel=True)
+    m.graph.initializer.extend([init("x_scale", np.float32(0.05)), init("x_zp", np.int8(0))])
+    m.graph.node.insert(0, helper.make_node("QuantizeLinear", ["X", "x_scale", "x_zp"], ["xq"]))
+    m.graph.node.insert(1, helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xd"]))
+    m.graph.node[-1].input[0] = "xd"
+    new, report = convert(m)
+    assert report.verified, report.text()
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    producers = {o: n for n in new.graph.node for o in n.output}
+    assert producers[conv.input[0]].op_type == "DequantizeLinear"
+    assert producers[conv.input[1]].op_type == "DequantizeLinear"
+    assert ops(new)[:4] == ["QuantizeLinear", "Transpose", "Reshape", "DequantizeLinear"], ops(new)
+    assert ops(new).count("DequantizeLinear") == 2, "the original activation DequantizeLinear is gone"
+    x = rand((5, 8))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])

@@ -51,6 +51,7 @@ class _Writer:
         self.image: Dict[str, str] = {}      # original tensor -> its image tensor
         self.entries: Dict[str, str] = {}    # activation -> image made by the layout's way in
         self.weights: Dict[tuple, str] = {}
+        self.hoisted: List[onnx.NodeProto] = []   # DequantizeLinear nodes now applied after the way in
 
     def layer(self, plan: Plan) -> str:
         em, cand = self.em, plan.cand
@@ -60,13 +61,7 @@ class _Writer:
         elif self.region.reads_image[id(cand.node)]:
             x_image = self.image[cand.x]
         else:
-            if cand.trans_a or cand.x not in self.entries:
-                image = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a).enter(em, cand.x, plan.k, hint)
-                if cand.trans_a:
-                    x_image = image
-                else:
-                    self.entries[cand.x] = image
-            x_image = image if cand.trans_a else self.entries[cand.x]
+            x_image = self._way_in(plan, hint)
         if plan.weight_key not in self.weights and plan.quant is not None:
             quant = plan.quant  # the Conv weight stays quantized: DequantizeLinear(Q re-laid, scale, zero point)
             inputs = [em.constant(quant.q + "_conv", plan.fold_weight()), em.constant(quant.q + "_scale", quant.scale)]
@@ -100,6 +95,39 @@ class _Writer:
             term = plan.post_add
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
+
+    def _way_in(self, plan: Plan, hint: str) -> str:
+        """The image of a layer's activation, made once per activation (layers reading it share it). An activation
+        that a per-tensor DequantizeLinear makes is laid out as integers and dequantized after, so that the
+        DequantizeLinear stays right before the Conv, where quantized compilers look for it (per-tensor
+        dequantization commutes with Transpose and Reshape)."""
+        cand, em = plan.cand, self.em
+        if cand.x in self.entries and not cand.trans_a:
+            return self.entries[cand.x]
+        family = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a)
+        dq = self._per_tensor_dequantize(cand.x)
+        if dq is None:
+            image = family.enter(em, cand.x, plan.k, hint)
+        else:
+            q_image = family.enter(em, dq.input[0], plan.k, hint)
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
+            image = em.node("DequantizeLinear", [q_image] + list(dq.input[1:]), hint + "_dequantized", **attrs)
+            self.hoisted.append(dq)
+        if not cand.trans_a:
+            self.entries[cand.x] = image
+        return image
+
+    def _per_tensor_dequantize(self, name: str) -> Optional[onnx.NodeProto]:
+        node = self.consts.index.producer.get(name)
+        if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+            return None
+        if any(a.name == "block_size" and a.i for a in node.attribute):
+            return None
+        for i in node.input[1:]:
+            value = self.consts.value(i) if i else None
+            if i and (value is None or value.size != 1):
+                return None
+        return node
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
@@ -159,6 +187,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released)
     removable = {id(n) for name in sources for n in consts.source_nodes(name)}
     removable |= {id(p.head.flatten) for p in plans if p.head is not None}
+    removable |= {id(n) for n in writer.hoisted}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = _drop_unused_nodes(new_nodes, removable, graph)
     progress.current.end()
