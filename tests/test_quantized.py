@@ -89,3 +89,25 @@ def test_quantized_activation_is_laid_out_before_it_is_dequantized():
     assert ops(new).count("DequantizeLinear") == 2, "the original activation DequantizeLinear is gone"
     x = rand((5, 8))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_quantize_after_the_conv_moves_before_the_way_out():
+    """... -> Conv -> (way out) -> QuantizeLinear: the QuantizeLinear moves to the Conv, the way out runs on the
+    integers, and the quantized tensor keeps its name."""
+    m = qdq_model(per_channel=True)
+    m.graph.initializer.extend([init("y_scale", np.float32(0.1)), init("y_zp", np.int8(0))])
+    m.graph.node[-1].output[0] = "y_float"
+    m.graph.node.extend([helper.make_node("Reshape", ["y_float", "same"], ["y_model"]),  # the model's own layout op
+                         helper.make_node("QuantizeLinear", ["y_model", "y_scale", "y_zp"], ["yq"], name="q_out"),
+                         helper.make_node("DequantizeLinear", ["yq", "y_scale", "y_zp"], ["Y"])])
+    m.graph.initializer.append(init("same", np.array([0, 6], np.int64)))
+    m.graph.value_info.append(vi("y_model", ["m", 6]))  # a float value_info that must not survive the move
+    new, report = convert(m)
+    assert report.verified, report.text()
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    q = next(n for n in new.graph.node if n.op_type == "QuantizeLinear")
+    assert q.input[0] == conv.output[0], "the QuantizeLinear reads the Conv directly"
+    producers = {o: n for n in new.graph.node for o in n.output}
+    assert producers["yq"].op_type in ("Transpose", "Reshape"), "the way out ends in the quantized tensor's name"
+    x = rand((5, 8))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])

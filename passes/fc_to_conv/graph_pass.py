@@ -18,6 +18,7 @@ from .layout import LAYOUTS
 from .match import find_candidates
 from .region import analyse
 from .rewrite import Converted, prune, rewrite
+from .qdq import quantize_before_layout
 from .simplify import find_chains, simplify
 from .shapes import infer
 
@@ -138,6 +139,9 @@ def _run_pass(model, layout, mode, exclude, isolate, base_dir, sink) -> PassResu
             prune(g, local, model.ir_version)
             freed |= local
         prune(graph, freed | set(em.initializers), model.ir_version)
+    if em.added and any(n.op_type == "QuantizeLinear" for g in _graphs(graph) for n in g.node):
+        for g in _graphs(graph):
+            quantize_before_layout(g, em.added, Constants(GraphIndex(g, names), model.ir_version, opset))
     if model.ir_version < 4:  # there, every initializer is also listed as a graph input
         new = set(em.initializers)
         graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)

@@ -1,0 +1,78 @@
+"""Keep QuantizeLinear next to the Conv in quantized (QDQ) models.
+
+QDQ-aware compilers read a quantized Conv as DequantizeLinear -> Conv -> QuantizeLinear. The way out of the image
+layout puts Reshape/Transpose between the Conv and the QuantizeLinear that follows it. A per-tensor QuantizeLinear
+commutes with them (it maps each value on its own), so it moves to the chain's start:
+
+    Conv -> Reshape -> Transpose -> QuantizeLinear      becomes      Conv -> QuantizeLinear -> Reshape -> Transpose
+
+and the layout work runs on the integers. (The way in is handled when it is made: rewrite.py lays out an
+activation's integers and dequantizes after.) Only chains that contain a node the pass added are touched.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Set
+
+import onnx
+
+from .constants import Constants
+from .graph_index import outer_names_used, subgraphs
+
+LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def _per_tensor(node: onnx.NodeProto, consts: Constants) -> bool:
+    if any(a.name == "block_size" and a.i for a in node.attribute):
+        return False
+    for i in node.input[1:]:
+        value = consts.value(i) if i else None
+        if i and (value is None or value.size != 1):
+            return False
+    return True
+
+
+def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Constants) -> int:
+    """Move each per-tensor QuantizeLinear that ends a chain of layout nodes (one of them added by the pass) to the
+    chain's start. Returns how many moved."""
+    nodes = list(graph.node)
+    readers: Dict[str, int] = {o.name: 1 for o in graph.output}
+    for node in nodes:
+        for name in set(node.input) | {n for g in subgraphs(node) for n in outer_names_used(g)}:
+            readers[name] = readers.get(name, 0) + 1
+    producer = {o: n for n in nodes for o in n.output}
+    before: Dict[int, onnx.NodeProto] = {}   # chain start -> the QuantizeLinear that now runs just before it
+    retyped: Set[str] = set()
+    for q in nodes:
+        if q.op_type != "QuantizeLinear" or q.domain not in ("", "ai.onnx") or not _per_tensor(q, consts):
+            continue
+        chain: List[onnx.NodeProto] = []
+        cur = producer.get(q.input[0])
+        while cur is not None and cur.op_type in LAYOUT_OPS and cur.domain in ("", "ai.onnx") \
+                and len(cur.output) == 1 and readers.get(cur.output[0]) == 1 and id(cur) not in before:
+            chain.insert(0, cur)
+            cur = producer.get(cur.input[0])
+        if not chain or not any(n.name in added for n in chain):
+            continue
+        out = q.output[0]
+        integers = out + "_before_layout"
+        q.input[0], q.output[0] = chain[0].input[0], integers   # quantize the chain's input ...
+        chain[0].input[0] = integers                             # ... lay out the integers ...
+        chain[-1].output[0] = out                                # ... under the quantized tensor's name
+        before[id(chain[0])] = q
+        retyped.update(n.output[0] for n in chain[:-1])
+    if retyped:  # those tensors now hold integers: a float value_info for them would be wrong
+        keep = [v for v in graph.value_info if v.name not in retyped]
+        del graph.value_info[:]
+        graph.value_info.extend(keep)
+    if before:
+        moved = {id(q) for q in before.values()}
+        order: List[onnx.NodeProto] = []
+        for node in nodes:
+            if id(node) in moved:
+                continue
+            if id(node) in before:
+                order.append(before[id(node)])
+            order.append(node)
+        del graph.node[:]
+        graph.node.extend(order)
+    return len(before)
