@@ -21,7 +21,8 @@ from .graph_index import outer_names_used, subgraphs
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
 
 
-def _per_tensor(node: onnx.NodeProto, consts: Constants) -> bool:
+def per_tensor(node: onnx.NodeProto, consts: Constants) -> bool:
+    """A QuantizeLinear or DequantizeLinear with one scale and zero point: it commutes with layout ops."""
     if any(a.name == "block_size" and a.i for a in node.attribute):
         return False
     for i in node.input[1:]:
@@ -43,7 +44,7 @@ def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Cons
     before: Dict[int, onnx.NodeProto] = {}   # chain start -> the QuantizeLinear that now runs just before it
     retyped: Set[str] = set()
     for q in nodes:
-        if q.op_type != "QuantizeLinear" or q.domain not in ("", "ai.onnx") or not _per_tensor(q, consts):
+        if q.op_type != "QuantizeLinear" or q.domain not in ("", "ai.onnx") or not per_tensor(q, consts):
             continue
         chain: List[onnx.NodeProto] = []
         cur = producer.get(q.input[0])

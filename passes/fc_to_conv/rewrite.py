@@ -26,6 +26,7 @@ from .constants import Constants
 from .emit import Emitter
 from .graph_index import outer_names_used, subgraphs
 from .layout import family_for, image_constant
+from .qdq import per_tensor
 from .region import Region, input_family
 
 
@@ -121,13 +122,7 @@ class _Writer:
         node = self.consts.index.producer.get(name)
         if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
             return None
-        if any(a.name == "block_size" and a.i for a in node.attribute):
-            return None
-        for i in node.input[1:]:
-            value = self.consts.value(i) if i else None
-            if i and (value is None or value.size != 1):
-                return None
-        return node
+        return node if per_tensor(node, self.consts) else None
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
