@@ -132,3 +132,16 @@ def test_exercise_padding_breaks_the_equivalence():
     assert out.shape == (1, 2, 3, 3)
     assert_close(out[0, :, 1, 1], run(m, {"X": x})[0][0])
     assert not np.allclose(out[0, :, 0, 0], out[0, :, 1, 1])
+
+
+def test_row_bias_after_a_head_leaves_the_head_layout():
+    """fc6 is a full-kernel head ([N, C, 1, 1] images); fc7 reads them and has a [N, 1] bias, so its result leaves
+    the layout at once: the way out must be the head's, not the default layout's."""
+    nodes = [helper.make_node("Flatten", ["X"], ["f"]), helper.make_node("Gemm", ["f", "w6"], ["h"], transB=1, name="fc6"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w7", "c7"], ["Y"], transB=1, name="fc7")]
+    m = make_model(nodes, [vi("X", [2, 3, 2, 2])], [vi("Y", [2, 5])],
+                   [init("w6", rand((8, 12))), init("w7", rand((5, 8), seed=2)), init("c7", rand((2, 1), seed=3))])
+    new, report = convert(m)
+    assert report.verified and not report.reverted, report.text()
+    assert [c.kernel for c in report.converted] == ["2x2", "1x1"]

@@ -84,7 +84,7 @@ class _Writer:
             self.image[plan.output] = conv_out
             return conv_name
         # a row-varying Gemm C: leave the layout at once and add it in the original shape
-        family = input_family(plan, self.layout, {})
+        family = input_family(plan, self.layout, self.region.image_of)  # the family the Conv's input has
         rows = em.names.fresh(plan.output + "_rows")
         family.leave(em, conv_out, plan.n, rows, hint)
         if isinstance(plan.post_add, np.ndarray):
