@@ -3,7 +3,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from builders import init, make_model, rand, run, vi
+from builders import init, make_model, ops, rand, run, vi
 from passes.fc_to_conv import convert
 from test_rewrite import assert_close
 
@@ -86,3 +86,21 @@ def test_scan_body():
     assert report.verified, report.text()
     assert [c.name for c in report.converted] == ["scan.body/scan_fc"]
     assert report.converted[0].input_shape == [5]
+
+
+def test_chains_collapse_in_a_body_and_around_it():
+    """A run with chains in the main graph and inside an If branch: the main graph's collapses (the branch's dims
+    are unknown to shape inference there, so its chain stays as it is), and nothing is edited twice."""
+    from test_simplify import heads_model
+    m = heads_model([0, 2, 3, 1])
+    branch = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W2"], ["t"], name="then_fc"), helper.make_node("Reshape", ["t", "hs"], ["t4"]),
+         helper.make_node("Transpose", ["t4"], ["tt"], perm=[0, 2, 3, 1])], "then", [], [vi("tt", ["b", 4, 16, "t"])])
+    m.graph.node.append(helper.make_node("If", ["c"], ["Z"], name="if", then_branch=branch, else_branch=branch))
+    m.graph.input.append(vi("c", [], B))
+    m.graph.output.append(vi("Z", ["b", 4, 16, "t"]))
+    m.graph.initializer.extend([init("W2", rand((64, 64), seed=5)), init("hs", np.array([0, 0, 4, 16], np.int64))])
+    new, report = convert(m)
+    assert report.verified and len(report.converted) == 3, report.text()
+    assert ops(new) == ["Transpose", "Reshape", "Conv", "Reshape", "If"]
+    assert body_ops(new).count("Conv") == 2 and "MatMul" not in body_ops(new)  # then and else branches

@@ -129,12 +129,14 @@ def _run_pass(model, layout, mode, exclude, isolate, base_dir, sink) -> PassResu
     _run_graph(graph, ctx, None, "", result)
     em: Emitter = ctx["emitter"]
     em.begin()
-    chains = {id(g): find_chains(g, em.added) for g in _graphs(graph)} if em.added else {}
-    if any(chains.values()):
+    # innermost graphs first: rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph
+    # is edited only after everything within it is done
+    chains = [(g, find_chains(g, em.added)) for g in _graphs(graph)] if em.added else []
+    if any(c for _, c in chains):
         shapes = infer(model)
         freed: Set[str] = set()
-        for g in _graphs(graph):
-            local = simplify(g, chains[id(g)], shapes, em) if chains[id(g)] else set()
+        for g, found in reversed(chains):
+            local = simplify(g, found, shapes, em) if found else set()
             em.begin()
             prune(g, local, model.ir_version)
             freed |= local

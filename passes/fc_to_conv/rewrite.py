@@ -155,7 +155,7 @@ class _Writer:
 def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Emitter, layout: str,
             region: Region, released: Set[str] = frozenset()) -> List[Converted]:
     """Rewrite `graph` in place. `released` names weights that rewrites inside subgraphs no longer read: they go
-    too if nothing else does. New constants stay in em.initializers for the caller to place."""
+    too if nothing else does. New constants go straight into the main graph (Emitter.constant)."""
     plan_of = {id(p.cand.node): p for p in plans}
     fused = {id(p.cand.add) for p in plans if p.fuse_add}
     writer = _Writer(em, consts, region, layout)
