@@ -27,7 +27,7 @@ from .external import DataSink, FragmentSink, stream_inline, stream_model
 from .graph_pass import PassResult, run_pass
 from .report import Report, op_counts
 from .shapes import infer, light_model
-from .revert import revert_bad_layers
+from .revert import Attempt, revert_bad_layers
 from .verify import TOLERANCES, Reference, run_checker
 
 
@@ -56,11 +56,6 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return copy
-
-
-# attempt(exclude) -> (target, PassResult, ops_after, model): the pass on a fresh copy of the original without the
-# excluded layers; target is what onnxruntime and the checker read (the model, or the file it was written to)
-Attempt = Callable[[Dict[str, str]], Tuple[Any, PassResult, Dict[str, int], onnx.ModelProto]]
 
 
 def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], attempt: Attempt,

@@ -112,7 +112,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     changed = True
     while changed:
         changed = False
-        for key, node in list(moved.items()):
+        for key, node in reversed(list(moved.items())):  # from the back: a trailing run unravels in one sweep
             if not any(id(r) in plan_of or id(r) in moved for r in image_readers(node.output[0])):
                 del moved[key]
                 del image_of[node.output[0]]

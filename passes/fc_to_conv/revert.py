@@ -12,17 +12,18 @@ The reverted layers stay as they were in the original model and are listed with 
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import onnx
 
+from .graph_pass import PassResult
 from .inputs import make_feeds
 from .shapes import infer
 from .verify import Reference, Verification
 
-# attempt(exclude) -> (target, result, ...): the pass run on a fresh copy of the original without the excluded
-# layers, and what onnxruntime reads of it (the model, or the file it was written to) as its first item
-Attempt = Callable[[Dict[str, str]], tuple]
+# attempt(exclude) -> (target, PassResult, ops_after, model): the pass on a fresh copy of the original without the
+# excluded layers; target is what onnxruntime and the checker read (the model, or the file it was written to)
+Attempt = Callable[[Dict[str, str]], Tuple[Any, PassResult, Dict[str, int], Optional[onnx.ModelProto]]]
 
 
 def check_layer(layer: onnx.ModelProto, convert: Callable[[onnx.ModelProto], onnx.ModelProto], rtol: float,
