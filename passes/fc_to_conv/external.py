@@ -102,15 +102,6 @@ class DataSink:
         if not self._file.closed:
             self._file.close()
 
-    def read(self, t: onnx.TensorProto) -> bytes:
-        """The bytes of a tensor this sink holds."""
-        info = external_data_helper.ExternalDataInfo(t)
-        if not self._file.closed:
-            self._file.flush()
-        with open(self.path, "rb") as f:
-            f.seek(info.offset or 0)
-            return f.read(info.length)
-
     def holds(self, t: onnx.TensorProto) -> bool:
         return is_external(t) and any(e.key == "location" and e.value == self.location for e in t.external_data)
 
