@@ -29,7 +29,7 @@ import onnx
 import onnxruntime as ort
 
 from . import progress
-from .model_io import PROTOBUF_LIMIT
+from .model_io import needs_external
 
 # (rtol on norm_err, atol on max_abs), chosen from scripts/calibrate_tolerances.py; see the README.
 TOLERANCES = {"float32": (1e-5, 1e-6), "float16": (5e-3, 1e-4)}
@@ -87,20 +87,25 @@ def _session_options() -> ort.SessionOptions:
     return so
 
 
+def _to_file(model: onnx.ModelProto, folder: str) -> str:
+    """A copy of a model too large for one protobuf, written with external data into `folder`."""
+    path = os.path.join(folder, "model.onnx")
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
+    return path
+
+
 def session(model: Union[onnx.ModelProto, str], workdir: Optional[str] = None) -> ort.InferenceSession:
     """An onnxruntime CPU session on a model or a model file; a model over 2 GB is first written with external
     data into `workdir`. Weight prepacking is off: it would hold a second copy of every weight."""
     so = _session_options()
     so.add_session_config_entry("session.disable_prepacking", "1")
-    if isinstance(model, str):
-        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    if model.ByteSize() < PROTOBUF_LIMIT:
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    path = os.path.join(tempfile.mkdtemp(dir=workdir), "model.onnx")
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    if not isinstance(model, str):
+        if not needs_external(model, False):
+            return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        model = _to_file(model, tempfile.mkdtemp(dir=workdir))
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, atol: float,
@@ -194,17 +199,11 @@ class Reference:
 def run_checker(model: Union[onnx.ModelProto, str]) -> Tuple[bool, str]:
     """onnx.checker with full_check (which includes strict shape inference), on a model or a model file."""
     try:
-        if isinstance(model, str):
-            onnx.checker.check_model(model, full_check=True)
-        elif model.ByteSize() < PROTOBUF_LIMIT:
+        if isinstance(model, str) or not needs_external(model, False):
             onnx.checker.check_model(model, full_check=True)
         else:
             with tempfile.TemporaryDirectory(prefix="fc2conv-check-") as tmp:
-                copy = onnx.ModelProto()
-                copy.CopyFrom(model)
-                path = os.path.join(tmp, "model.onnx")
-                onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
-                onnx.checker.check_model(path, full_check=True)
+                onnx.checker.check_model(_to_file(model, tmp), full_check=True)
         return True, ""
     except Exception as exc:
         return False, _first_line(exc)
