@@ -70,6 +70,13 @@ def rand(shape, dtype=np.float32, seed=1):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+def assert_canonical(path) -> None:
+    """The file is byte for byte what onnx.save writes for the model it holds (the .onnx part, with external
+    data): the only encoding every ONNX reader accepts (OpenVINO's rejects fields split into fragments)."""
+    data = open(str(path), "rb").read()
+    assert onnx.load_model_from_string(data).SerializeToString() == data, f"{path} is not canonical"
+
+
 def set_external_location(model: onnx.ModelProto, location: str) -> None:
     """Point every external tensor of the main graph at `location` (to build bad or hostile inputs)."""
     for t in model.graph.initializer:

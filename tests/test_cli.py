@@ -9,15 +9,20 @@ import sys
 import onnx
 import pytest
 
-from builders import matmul_add_model
+from builders import assert_canonical, matmul_add_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, cwd=ROOT):
+    """Run the CLI; whatever it writes must be a canonical ONNX file (checked here for every test)."""
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "passes.fc_to_conv", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "passes.fc_to_conv", *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    out = os.path.join(str(cwd), str(args[1])) if len(args) > 1 else ""
+    if r.returncode == 0 and os.path.isfile(out):
+        assert_canonical(out)
+    return r
 
 
 def quick_start_commands():

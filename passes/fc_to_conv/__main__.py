@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from . import progress
 from .api import Options, convert_file
+from .downstream import CHECKERS
 from .errors import BadInput
 from .inputs import load_npz, parse_input_shapes
 from .graph_pass import MODES
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "never written to; new data goes to a new file)")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing written) if any layer had to be reverted after failing verification")
+    p.add_argument("--check-with", choices=CHECKERS,
+                   help="also read, compile and run the written model with this runtime (openvino: CPU, f32) and "
+                        "compare its outputs with the original's; a failure is exit 1, nothing written "
+                        "(needs pip install -e \".[openvino]\")")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--quiet", action="store_true", help="print only failures")
     return p
@@ -67,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                          strict=args.strict)
+                          strict=args.strict, check_with=args.check_with)
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)

@@ -23,11 +23,13 @@ import onnx
 from . import inputs as feeds_mod
 from . import model_io
 from .errors import BadInput
-from .external import DataSink, FragmentSink, stream_inline, stream_model
+from . import canonical, downstream
+from .external import DataSink, stream_model
 from .graph_pass import PassResult, run_pass
 from .report import Report, op_counts
 from .shapes import infer, light_model
 from .revert import Attempt, revert_bad_layers
+from .sinks import HeldData
 from .verify import TOLERANCES, Reference, run_checker
 
 
@@ -43,6 +45,7 @@ class Options:
     rtol: Optional[float] = None        # None: per-dtype default from verify.TOLERANCES
     atol: Optional[float] = None
     strict: bool = False                # a reverted layer fails the run instead of staying unconverted
+    check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too
 
 
 def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
@@ -65,9 +68,10 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], attem
     info: the original's structure (weights not needed); original: what onnxruntime runs as the reference (the
     model, or its file); attempt: see Attempt; isolated(): each converted layer cut out on its own.
     """
+    downstream.require(options.check_with)
     report = Report(layout=options.layout, ops_before=op_counts(info.graph))
     reference = None
-    if options.verify:
+    if options.verify or options.check_with:
         feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
                                      options.inputs)
         reference = Reference(original, [o.name for o in info.graph.output], feeds)  # before the weights load
@@ -87,6 +91,8 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], attem
             report.verification.checker = (f"FAILED: {why}" if ok_before else
                                            f"not clean, as the original is not: {why}")
     target, result, report.ops_after, model = outcome
+    if options.check_with and (report.verification is None or report.verification.passed):
+        report.downstream = downstream.check(options.check_with, target, reference, *_tolerances(result, options))
     report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
     report.strict = options.strict
     return target, model, report
@@ -123,9 +129,10 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
     may be the input only with in_place=True; the input's external data files are never written to.
 
     Memory: onnxruntime runs the original from its file before this process loads anything of the weights. The
-    pass then writes each new weight to a file as it is made (external.py): the output's data file for a model
-    with external data (whose own weights are read from their file one at a time and copied over in chunks), or a
-    spill file for a single-file model, which is then written initializer by initializer. Every attempt is
+    pass then puts each new weight where it will be written as it is made: the output's data file for a model
+    with external data (external.py; its own weights are read from their file one at a time and copied over in
+    chunks), or an array held outside protobuf for a single-file model, which canonical.py then writes exactly as
+    onnx.save would, initializer by initializer. Every attempt is
     written to a temporary folder beside the output, verified from there, and the one kept is renamed into place.
     """
     options = options or Options()
@@ -151,11 +158,14 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
             folder = tempfile.mkdtemp(dir=work)
             path = os.path.join(folder, out.name)
             model = fresh()
-            # new weights go straight to the output's data file, or into the single-file output itself
-            sink = DataSink(os.path.join(folder, location), location) if external else FragmentSink(path)
+            # new weights go straight to the output's data file, or are held until the single file is written
+            sink = DataSink(os.path.join(folder, location), location) if external else HeldData()
             result = run_pass(model, options.layout, options.mode, exclude, base_dir=base_dir, sink=sink)
             ops = op_counts(model.graph)
-            (stream_model if external else stream_inline)(model, path, sink, base_dir)
+            if external:
+                stream_model(model, path, sink, base_dir)
+            else:
+                canonical.write(model, path, sink.get)
             return path, result, ops, None  # the model is not kept: onnxruntime reads the file next
 
         def isolated():
@@ -167,7 +177,7 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
         target, _, report = _convert(structure, input_path, attempt, isolated, options)
         report.input, report.output = input_path, output_path
         report.model_bytes, report.peak_rss_bytes = model_io.size_on_disk(input_path, data_files), peak_rss()
-        if not options.verify or report.verified and not (options.strict and report.reverted):
+        if report.acceptable:
             model_io.move_into_place(os.path.dirname(target), out)
             report.written = True
         return report

@@ -13,12 +13,12 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .external import THRESHOLD, DataSink
+from .sinks import THRESHOLD, Sink
 from .graph_index import Names
 
 
 class Emitter:
-    def __init__(self, names: Names, opset: int, graph: onnx.GraphProto, sink: Optional[DataSink] = None):
+    def __init__(self, names: Names, opset: int, graph: onnx.GraphProto, sink: Optional[Sink] = None):
         self.names = names
         self.opset = opset
         self.graph = graph                        # the main graph, which holds every new constant

@@ -11,7 +11,7 @@ import onnx
 from .check import Plan, Skip, check
 from .constants import Constants
 from .emit import Emitter
-from .external import DataSink
+from .sinks import Sink
 from .graph_index import GraphIndex, Names, subgraphs
 from .isolate import layer_model
 from .layout import LAYOUTS
@@ -100,7 +100,7 @@ def _graphs(graph: onnx.GraphProto):
 
 def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full",
              exclude: Optional[Dict[str, str]] = None, isolate: bool = False, base_dir: Optional[str] = None,
-             sink: Optional[DataSink] = None) -> PassResult:
+             sink: Optional[Sink] = None) -> PassResult:
     """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads; also
     inside If, Loop and Scan bodies. Layers whose key is in `exclude` are left alone and listed as reverted, with
     the reason given there. With `isolate`, each converted layer is also cut out on its own (result.layers).

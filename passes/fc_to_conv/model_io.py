@@ -1,9 +1,10 @@
 """Opening a model safely, and the file-level facts of writing one.
 
 open_model() turns every way a file can fail to be a usable model into a one-line BadInput; it never returns a
-model whose external data it has not checked. The output is written by external.py into a temporary folder beside
-it; move_into_place() renames it in, data first, so an interrupted or failed run leaves no partial file. A model
-that had external data, or is too large for one protobuf (2 GB), gets its tensors in `<output name>.data`.
+model whose external data it has not checked. The output is written by canonical.py or external.py into a
+temporary folder beside it; move_into_place() renames it in, data first, so an interrupted or failed run leaves
+no partial file. A model that had external data, or is too large for one protobuf (2 GB), gets its tensors in
+`<output name>.data`.
 """
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ def data_location(out: Path, keep: Set[str]) -> str:
 
 
 def move_into_place(folder: str, out: Path) -> None:
-    """Rename what write() put in `folder` next to `out`: the data file first, the model last, so that the model
+    """Rename the files an attempt wrote in `folder` (the model, and its data file if any) next to `out`: the data file first, the model last, so that the model
     never points at data that is not there yet."""
     names = sorted(os.listdir(folder), key=lambda n: n == out.name)
     for name in names:

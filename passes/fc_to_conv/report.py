@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 
 import onnx
 
+from .downstream import Downstream
 from .graph_index import subgraphs
 from .graph_pass import Skipped
 from .rewrite import Converted
@@ -41,6 +42,7 @@ class Report:
     ops_after: Dict[str, int] = field(default_factory=dict)
     reverted: List[Skipped] = field(default_factory=list)
     verification: Optional[Verification] = None
+    downstream: Optional[Downstream] = None    # --check-with: a second runtime on the written model
     strict: bool = False
     written: bool = False
     model_bytes: int = 0          # the input file and its external data
@@ -50,10 +52,19 @@ class Report:
     def verified(self) -> bool:
         return self.verification is not None and self.verification.passed
 
+    @property
+    def acceptable(self) -> bool:
+        """Whether the result may be written: verified (unless verification was off), no revert under strict,
+        and the downstream check passed where one was asked for."""
+        return ((self.verification is None or self.verified) and not (self.strict and self.reverted)
+                and (self.downstream is None or self.downstream.passed))
+
     def to_json(self) -> str:
         data = asdict(self)
         if self.verification is not None:
             data["verification"]["passed"] = self.verification.passed
+        if self.downstream is not None:
+            data["downstream"]["passed"] = self.downstream.passed
         return json.dumps(data, indent=2, default=str)
 
     def text(self) -> str:
@@ -97,6 +108,8 @@ class Report:
                 lines.append("  FAILED (--strict): layers were reverted; the model was not written")
             else:
                 lines.append("  PASSED")
+        if self.downstream is not None:
+            lines.extend(self.downstream.lines())
         return "\n".join(lines)
 
 

@@ -87,7 +87,7 @@ def _session_options() -> ort.SessionOptions:
     return so
 
 
-def _to_file(model: onnx.ModelProto, folder: str) -> str:
+def to_file(model: onnx.ModelProto, folder: str) -> str:
     """A copy of a model too large for one protobuf, written with external data into `folder`."""
     path = os.path.join(folder, "model.onnx")
     copy = onnx.ModelProto()
@@ -104,7 +104,7 @@ def session(model: Union[onnx.ModelProto, str], workdir: Optional[str] = None) -
     if not isinstance(model, str):
         if not needs_external(model, False):
             return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        model = _to_file(model, tempfile.mkdtemp(dir=workdir))
+        model = to_file(model, tempfile.mkdtemp(dir=workdir))
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
@@ -167,12 +167,12 @@ class Reference:
             try:
                 sess = session(original, tmp)
             except Exception as exc:
-                self.error = f"the original model does not load in onnxruntime: {_first_line(exc)}"
+                self.error = f"the original model does not load in onnxruntime: {first_line(exc)}"
                 return
             try:
                 self.outputs = _run_all(sess, feeds, "running the original")
             except Exception as exc:
-                self.error = (f"the original model fails on the generated inputs: {_first_line(exc)}; "
+                self.error = (f"the original model fails on the generated inputs: {first_line(exc)}; "
                               "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
 
     def compare(self, rewritten: Union[onnx.ModelProto, str], rtol: float, atol: float) -> Verification:
@@ -185,7 +185,7 @@ class Reference:
                 sess = session(rewritten, tmp)
                 gots = _run_all(sess, self.feeds, "running the converted model")
             except Exception as exc:
-                result.error = f"the rewritten model does not run in onnxruntime: {_first_line(exc)}"
+                result.error = f"the rewritten model does not run in onnxruntime: {first_line(exc)}"
                 return result
             del sess
         checks: Dict[str, OutputCheck] = {}
@@ -203,12 +203,12 @@ def run_checker(model: Union[onnx.ModelProto, str]) -> Tuple[bool, str]:
             onnx.checker.check_model(model, full_check=True)
         else:
             with tempfile.TemporaryDirectory(prefix="fc2conv-check-") as tmp:
-                onnx.checker.check_model(_to_file(model, tmp), full_check=True)
+                onnx.checker.check_model(to_file(model, tmp), full_check=True)
         return True, ""
     except Exception as exc:
-        return False, _first_line(exc)
+        return False, first_line(exc)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,103 @@
+"""A second reader of the written model: a compiler users deploy with reads the file as written, compiles it, runs
+it on the verification inputs, and each output is compared with the original's on onnxruntime.
+
+onnxruntime alone proves the numbers; it does not prove that another parser accepts the file, or that another
+compiler lowers the Convs and layout nodes correctly. `--check-with openvino` asks OpenVINO (an optional extra:
+`pip install -e ".[openvino]"`): `Core.read_model` on the written file, `compile_model` for CPU with
+INFERENCE_PRECISION_HINT f32 (so that its CPU plugin does not compute in bf16 where the processor has it), then
+one inference per input set. The comparison and the tolerances are verify.py's.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import onnx
+
+from .errors import BadInput
+from .verify import OutputCheck, Reference, compare_output, first_line, to_file
+
+CHECKERS = ("openvino",)
+
+
+@dataclass
+class Downstream:
+    """The outcome of one downstream check."""
+    tool: str
+    version: str = ""
+    outputs: List[OutputCheck] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outputs)
+
+    def lines(self) -> List[str]:
+        head = f"{self.tool} {self.version} CPU, f32 precision: read, compile, run on the same inputs"
+        body = [f"  FAILED | {self.error}"] if self.error else []
+        body += ["  " + o.line() for o in self.outputs]
+        return [head] + body + ["  PASSED" if self.passed else "  FAILED: the model was not written"]
+
+
+def require(tool: Optional[str]) -> None:
+    """Refuse (exit 2) a check whose tool is unknown or not installed, before any work is done."""
+    if tool is None:
+        return
+    if tool not in CHECKERS:
+        raise BadInput(f"--check-with {tool}: unknown; choose one of {', '.join(CHECKERS)}")
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        raise BadInput("--check-with openvino needs the openvino package: pip install -e \".[openvino]\" "
+                       "(or pip install openvino)") from None
+
+
+def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, rtol: float,
+          atol: float) -> Downstream:
+    """Run `model` (the written file, or a model in memory) with `tool` and compare with `reference`."""
+    if isinstance(model, str):
+        return _openvino(model, reference, rtol, atol)
+    with tempfile.TemporaryDirectory(prefix="fc2conv-downstream-") as tmp:
+        return _openvino(to_file(model, tmp), reference, rtol, atol)
+
+
+def _openvino(path: str, reference: Reference, rtol: float, atol: float) -> Downstream:
+    import openvino as ov
+    result = Downstream("OpenVINO", ov.__version__.split("-")[0])
+    if reference.error:
+        result.error = reference.error
+        return result
+    core = ov.Core()
+    try:
+        model = core.read_model(path)
+    except Exception as exc:
+        result.error = f"OpenVINO cannot read the written model: {first_line(exc)}"
+        return result
+    try:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        ports = {name: port for port in compiled.outputs for name in port.get_names()}
+        checks: Dict[str, OutputCheck] = {}
+        for feed, refs in zip(reference.feeds, reference.outputs):
+            got = request.infer(feed)
+            for name, ref in zip(reference.names, refs):
+                value = np.asarray(got[ports[name]]).copy()
+                checks[name] = compare_output(name, np.asarray(ref), _as(value, np.asarray(ref)), rtol, atol,
+                                              checks.get(name))
+    except Exception as exc:
+        result.error = f"OpenVINO cannot compile or run the written model: {first_line(exc)}"
+        return result
+    result.outputs = [checks[n] for n in reference.names]
+    return result
+
+
+def _as(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """OpenVINO's CPU plugin returns some integer outputs in another integer width (i64 as i32, u8 ...): compare
+    the values, exactly, in the original's type. Float outputs are left as they are: a float type that changed is
+    a mismatch."""
+    if got.dtype != ref.dtype and got.dtype.kind in "iub" and ref.dtype.kind in "iub":
+        return got.astype(ref.dtype)
+    return got
