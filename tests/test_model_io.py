@@ -6,8 +6,9 @@ import onnx
 import pytest
 
 from builders import set_external_location, matmul_add_model, rand, run
-from passes.fc_to_conv import BadInput, convert_file
+from passes.fc_to_conv import BadInput, Options, convert_file
 from passes.fc_to_conv.model_io import load
+from test_cli import ROOT
 
 
 def _bad(path, match):
@@ -97,6 +98,18 @@ def test_external_data_round_trip(tmp_path):
     x = rand((3, 64))
     np.testing.assert_allclose(run(converted, {"X": x})[0], run(original, {"X": x})[0], rtol=1e-5, atol=1e-5)
     assert (tmp_path / "m.onnx.data").exists(), "the input's external data is untouched"
+
+
+def test_output_data_file_may_have_the_input_data_files_name(tmp_path):
+    """models/bert_tiny_external.onnx to out/bert_tiny_external.onnx: both data files are called
+    bert_tiny_external.onnx.data. The tensors the pass leaves alone (the embeddings) must still be copied into the
+    output's file; they were once taken for tensors already written there, and the output did not run."""
+    src = os.path.join(ROOT, "models", "bert_tiny_external.onnx")
+    out = tmp_path / "bert_tiny_external.onnx"
+    report = convert_file(src, str(out), Options(input_sets=1))
+    assert report.written and report.verified and not report.reverted, report.text()
+    assert len(report.converted) == 13
+    assert sorted(os.listdir(tmp_path)) == ["bert_tiny_external.onnx", "bert_tiny_external.onnx.data"]
 
 
 def test_small_model_is_written_as_one_file(tmp_path):

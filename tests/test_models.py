@@ -1,5 +1,6 @@
 """Every model shipped in models/ converts by the CLI: every FC layer with a constant weight becomes a Conv,
-verification and onnx.checker pass, and only activation x activation products stay, each with its reason."""
+verification and onnx.checker pass, and only activation x activation products stay, each with its reason. The
+written file is canonical (test_cli.cli checks every output) and OpenVINO reads, compiles and matches it."""
 import glob
 import json
 import os
@@ -28,10 +29,17 @@ def test_models_are_shipped():
 @pytest.mark.parametrize("path", MODELS, ids=os.path.basename)
 def test_cli_converts_shipped_model(path, tmp_path):
     out = tmp_path / "out.onnx"
-    r = cli(path, out, "--report", tmp_path / "r.json")
+    r = cli(path, out, "--report", tmp_path / "r.json", "--check-with", "openvino")
     assert r.returncode == 0, r.stdout + r.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["verification"]["passed"] and rep["verification"]["checker"] == "PASSED"
+    assert not rep["reverted"]
+    # OpenVINO at f32 against the original on onnxruntime: 1e-5 of the output's magnitude (fp16 models: the fp16
+    # tolerance, as their outputs are rounded to fp16 by both runtimes)
+    limit = 5e-3 if "fp16" in path else 1e-5
+    ov = rep["downstream"]
+    assert ov["passed"] and ov["tool"] == "OpenVINO" and ov["outputs"], ov
+    assert all(o["norm_err"] <= limit for o in ov["outputs"]), ov["outputs"]
     assert rep["converted"], "every shipped model has FC layers"
     assert all(s["reason"].startswith(ATTENTION) for s in rep["skipped"]), rep["skipped"]
     before = rep["ops_before"]

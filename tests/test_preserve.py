@@ -62,8 +62,8 @@ def test_input_model_is_not_modified():
 
 
 def test_everything_untouched_survives_the_written_file(tmp_path):
-    """The same through convert_file, whose output is written as a stream of fragments, with and without
-    external data."""
+    """The same through convert_file, whose output is streamed by canonical.py (single file) or external.py (with
+    external data); the single file is byte for byte what onnx.save writes for convert()'s model."""
     from passes.fc_to_conv import convert_file
     m = rich_model()
     for external in (False, True):
@@ -75,6 +75,8 @@ def test_everything_untouched_survives_the_written_file(tmp_path):
         assert report.written and report.verified, report.text()
         new = onnx.load(str(out))
         expected, _ = convert(m, Options(verify=False))
+        if not external:
+            assert out.read_bytes() == expected.SerializeToString()
         for field in ("doc_string", "domain", "model_version", "producer_name", "producer_version", "ir_version"):
             assert getattr(new, field) == getattr(m, field), field
         assert list(new.metadata_props) == list(m.metadata_props)
