@@ -82,3 +82,13 @@ def test_full_kernel_weight_is_the_chapter_example():
 def test_non_2d_weight_is_refused():
     with pytest.raises(ValueError, match="2-D"):
         fold.conv_weight(np.zeros((2, 3, 4)))
+
+
+@pytest.mark.parametrize("k,n", [(1, 1), (15, 7), (16, 3), (17, 33), (100, 64), (770, 129)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_transposing_copy_in_bands_is_exact(k, n, dtype):
+    """conv_weight copies B^T in bands of 16 rows: every K, band-aligned or not, gives B^T bit for bit."""
+    b = np.random.default_rng(k * n).standard_normal((k, n)).astype(dtype)
+    w = fold.conv_weight(b)
+    assert w.shape == (n, k, 1, 1) and w.dtype == dtype and w.flags.c_contiguous
+    assert np.array_equal(w[:, :, 0, 0], b.T)

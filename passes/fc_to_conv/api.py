@@ -166,6 +166,7 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
                 stream_model(model, path, sink, base_dir)
             else:
                 canonical.write(model, path, sink.get)
+                sink.close()
             return path, result, ops, None  # the model is not kept: onnxruntime reads the file next
 
         def isolated():

@@ -8,6 +8,7 @@ no partial file. A model that had external data, or is too large for one protobu
 """
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 from typing import Set, Tuple
@@ -15,6 +16,7 @@ from typing import Set, Tuple
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
+from onnx.serialization import registry
 
 from .errors import BadInput
 from .graph_index import tensors
@@ -60,6 +62,17 @@ def _check_external(model: onnx.ModelProto, folder: Path, path: str) -> None:
             raise BadInput(f"{where}: reaches byte {offset + length} but the file has {size} bytes (truncated?)")
 
 
+def _parse(p: Path) -> onnx.ModelProto:
+    """onnx.load_model(p, load_external_data=False); a protobuf file is parsed straight from its pages (mmap), which
+    saves reading a copy of the whole file first."""
+    if registry.get_format_from_file_extension(p.suffix) not in (None, "protobuf"):
+        return onnx.load_model(str(p), load_external_data=False)   # a text format, by its extension
+    model = onnx.ModelProto()
+    with p.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+        model.ParseFromString(view)
+    return model
+
+
 def open_model(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
     """The model at `path`, validated, its external data checked but not loaded, and the data files (resolved)."""
     p = Path(path)
@@ -74,7 +87,7 @@ def open_model(path: str) -> Tuple[onnx.ModelProto, Set[str]]:
     if head.startswith(b"version https://git-lfs"):
         raise BadInput(f"{path}: a Git LFS pointer, not the model; fetch it with `git lfs pull`")
     try:
-        model = onnx.load_model(str(p), load_external_data=False)
+        model = _parse(p)
     except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
         raise BadInput(f"{path}: not an ONNX model (protobuf could not parse it: {type(exc).__name__})") from None
     if not model.HasField("graph") or model.ir_version <= 0:

@@ -25,6 +25,9 @@ class Sink(Protocol):
     def holds(self, t: onnx.TensorProto) -> bool:
         """Whether `t`'s data is in this sink."""
 
+    def close(self) -> None:
+        """The output is written: flush, or let go of, what the sink holds."""
+
 
 def mark(t: onnx.TensorProto, location: str, **where: int) -> None:
     """Make `t` refer to data outside the ModelProto."""
@@ -59,3 +62,6 @@ class HeldData:
 
     def get(self, t: onnx.TensorProto) -> Optional[np.ndarray]:
         return self._arrays[t.name] if self.holds(t) else None
+
+    def close(self) -> None:
+        self._arrays.clear()
