@@ -10,11 +10,11 @@ import os
 import sys
 from typing import List, Optional
 
-from . import progress
 from .api import Options, convert_file
 from .downstream import CHECKERS
 from .errors import BadInput
 from .inputs import load_npz, parse_input_shapes
+from .progress import Progress
 from .graph_pass import MODES
 from .layout import LAYOUTS
 
@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m passes.fc_to_conv",
-                description="Rewrite the fully connected layers of an ONNX model into 1x1 convolutions, "
+                description="Rewrite the fully connected layers of an ONNX model into convolutions, "
                             "verified against the original on onnxruntime.")
     p.add_argument("input", help="the model to convert (.onnx; external data is read from beside it)")
     p.add_argument("output", help="where to write the converted model (its folder must exist)")
@@ -64,7 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    progress.current = progress.Progress(sys.stderr)  # shows only on a terminal, and only for long runs
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
@@ -72,7 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                          strict=args.strict, check_with=args.check_with)
+                          strict=args.strict, check_with=args.check_with,
+                          progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import onnx
@@ -25,10 +25,11 @@ from . import model_io
 from .errors import BadInput
 from . import canonical, downstream
 from .external import DataSink, stream_model
-from .graph_pass import PassResult, run_pass
+from .graph_pass import FcToConvPass, PassResult
+from .progress import Progress
 from .report import Report, op_counts
 from .shapes import infer, light_model
-from .revert import Attempt, revert_bad_layers
+from .revert import Outcome, revert_bad_layers
 from .sinks import HeldData
 from .verify import TOLERANCES, Reference, run_checker
 
@@ -46,6 +47,10 @@ class Options:
     atol: Optional[float] = None
     strict: bool = False                # a reverted layer fails the run instead of staying unconverted
     check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too
+    progress: Optional[Progress] = None  # a progress line for long runs (the CLI's, on a terminal)
+
+    def make_pass(self) -> FcToConvPass:
+        return FcToConvPass(self.layout, self.mode)
 
 
 def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
@@ -61,47 +66,104 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], attempt: Attempt,
-             isolated: Callable[[], Dict[str, onnx.ModelProto]], options: Options) -> Tuple[Any, onnx.ModelProto, Report]:
+class _InMemory:
+    """Attempts on copies of a model in memory."""
+
+    def __init__(self, model: onnx.ModelProto, options: Options):
+        self.model, self.options = model, options
+
+    def attempt(self, exclude: Dict[str, str]) -> Outcome:
+        copy = _copy(self.model)
+        result = self.options.make_pass().run(copy, exclude, progress=self.options.progress)
+        return Outcome(copy, result, op_counts(copy.graph), copy)
+
+    def isolated(self) -> Dict[str, onnx.ModelProto]:
+        return self.options.make_pass().run(_copy(self.model), isolate=True).layers
+
+
+class _OnDisk:
+    """Attempts written to files: each in its own folder under `work` beside the output, from which onnxruntime
+    reads it. The first attempt edits the model already open (`opened`); later ones open the input again."""
+
+    def __init__(self, input_path: str, out: Path, opened: onnx.ModelProto, data_files: Set[str], work: str,
+                 options: Options):
+        self.input_path, self.out, self.work, self.options = input_path, out, work, options
+        self.base_dir = str(Path(input_path).resolve().parent)
+        self.location = model_io.data_location(out, data_files)
+        self.external = model_io.needs_external(opened, bool(data_files))
+        self._opened: Optional[onnx.ModelProto] = opened
+
+    def _model(self) -> onnx.ModelProto:
+        model, self._opened = self._opened, None
+        return model if model is not None else model_io.open_model(self.input_path)[0]
+
+    def attempt(self, exclude: Dict[str, str]) -> Outcome:
+        folder = tempfile.mkdtemp(dir=self.work)
+        path = os.path.join(folder, self.out.name)
+        model = self._model()
+        # new weights go straight to the output's data file, or are held until the single file is written
+        sink = DataSink(os.path.join(folder, self.location), self.location) if self.external else HeldData()
+        result = self.options.make_pass().run(model, exclude, base_dir=self.base_dir, sink=sink,
+                                              progress=self.options.progress)
+        ops = op_counts(model.graph)
+        if self.external:
+            stream_model(model, path, sink, self.base_dir)
+        else:
+            canonical.write(model, path, sink.get)
+            sink.close()
+        return Outcome(path, result, ops, None)  # the model is not kept: onnxruntime reads the file next
+
+    def isolated(self) -> Dict[str, onnx.ModelProto]:
+        sink = DataSink(os.path.join(tempfile.mkdtemp(dir=self.work), "scratch.data"), "scratch.data")
+        return self.options.make_pass().run(self._model(), isolate=True, base_dir=self.base_dir, sink=sink).layers
+
+
+def _reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options) -> Reference:
+    feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
+                                 options.inputs)
+    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress)
+
+
+def _verify(job, first: Outcome, original, reference: Reference, options: Options):
+    """The verification of `first`, reverting the layers that make it wrong: the outcome kept and its verdict."""
+    rtol, atol = _tolerances(first.result, options)
+    outcome, verdict = first, reference.compare(first.target, rtol, atol)
+    if not verdict.numerics_passed and reference.error is None and first.result.converted:
+        def convert_layer(layer: onnx.ModelProto) -> onnx.ModelProto:
+            copy = _copy(layer)
+            options.make_pass().run(copy)
+            return copy
+        outcome, verdict = revert_bad_layers(job.attempt, job.isolated(), convert_layer, reference, rtol, atol,
+                                             options.seed)
+    ok, why = run_checker(outcome.target)
+    if ok:
+        verdict.checker = "PASSED"
+    else:
+        verdict.checker = (f"FAILED: {why}" if run_checker(original)[0] else
+                           f"not clean, as the original is not: {why}")
+    return outcome, verdict
+
+
+def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, options: Options
+             ) -> Tuple[Outcome, Report]:
     """The pass, the verification and the reverts, for a model in memory or on disk.
 
     info: the original's structure (weights not needed); original: what onnxruntime runs as the reference (the
-    model, or its file); attempt: see Attempt; isolated(): each converted layer cut out on its own.
+    model, or its file); job: _InMemory or _OnDisk, which makes the attempts.
     """
     downstream.require(options.check_with)
-    report = Report(layout=options.layout, ops_before=op_counts(info.graph))
-    reference = None
-    if options.verify or options.check_with:
-        feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
-                                     options.inputs)
-        reference = Reference(original, [o.name for o in info.graph.output], feeds)  # before the weights load
-    outcome = attempt({})
+    report = Report(layout=options.layout, ops_before=op_counts(info.graph), strict=options.strict)
+    reference = _reference(info, original, options) if options.verify or options.check_with else None
+    outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:
-        rtol, atol = _tolerances(outcome[1], options)
-        report.verification = reference.compare(outcome[0], rtol, atol)
-        if not report.verification.numerics_passed and reference.error is None and outcome[1].converted:
-            convert_layer = lambda layer: _run_copy(layer, options)
-            outcome, report.verification = revert_bad_layers(attempt, isolated(), convert_layer, reference, rtol,
-                                                             atol, options.seed)
-        ok, why = run_checker(outcome[0])
-        if ok:
-            report.verification.checker = "PASSED"
-        else:
-            ok_before, _ = run_checker(original)
-            report.verification.checker = (f"FAILED: {why}" if ok_before else
-                                           f"not clean, as the original is not: {why}")
-    target, result, report.ops_after, model = outcome
+        outcome, report.verification = _verify(job, outcome, original, reference, options)
+    result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
-        report.downstream = downstream.check(options.check_with, target, reference, *_tolerances(result, options))
+        report.downstream = downstream.check(options.check_with, outcome.target, reference,
+                                             *_tolerances(result, options))
+    report.ops_after = outcome.ops_after
     report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
-    report.strict = options.strict
-    return target, model, report
-
-
-def _run_copy(model: onnx.ModelProto, options: Options) -> onnx.ModelProto:
-    copy = _copy(model)
-    run_pass(copy, options.layout, options.mode)
-    return copy
+    return outcome, report
 
 
 def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[onnx.ModelProto, Report]:
@@ -110,15 +172,8 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
     The input model is not modified. Check `report.verified` (or report.verification) before using the result.
     """
     options = options or Options()
-
-    def attempt(exclude):
-        copy = _copy(model)
-        result = run_pass(copy, options.layout, options.mode, exclude)
-        return copy, result, op_counts(copy.graph), copy
-
-    isolated = lambda: run_pass(_copy(model), options.layout, options.mode, isolate=True).layers
-    _, new, report = _convert(model, model, attempt, isolated, options)
-    return new, report
+    outcome, report = _convert(model, model, _InMemory(model, options), options)
+    return outcome.model, report
 
 
 def convert_file(input_path: str, output_path: str, options: Optional[Options] = None,
@@ -132,54 +187,27 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
     pass then puts each new weight where it will be written as it is made: the output's data file for a model
     with external data (external.py; its own weights are read from their file one at a time and copied over in
     chunks), or an array held outside protobuf for a single-file model, which canonical.py then writes exactly as
-    onnx.save would, initializer by initializer. Every attempt is
-    written to a temporary folder beside the output, verified from there, and the one kept is renamed into place.
+    onnx.save would, initializer by initializer. Every attempt is written to a temporary folder beside the output,
+    verified from there, and the one kept is renamed into place.
     """
     options = options or Options()
     if os.path.realpath(output_path) == os.path.realpath(input_path) and not in_place:
         raise BadInput(f"{output_path}: the output would overwrite the input; choose another output path or pass "
                        "--in-place")
     out = Path(output_path)
-    out_dir = out.parent.resolve()
-    if not out_dir.is_dir():
-        raise BadInput(f"{output_path}: the output folder {out_dir} does not exist")
-    info, data_files = model_io.open_model(input_path)
-    base_dir = str(Path(input_path).resolve().parent)
-    location = model_io.data_location(out, data_files)
-    external = model_io.needs_external(info, bool(data_files))
-    first = [info]
-
-    def fresh() -> onnx.ModelProto:  # the first attempt edits the model already open; later ones reopen the file
-        return first.pop() if first else model_io.open_model(input_path)[0]
-
-    work = tempfile.mkdtemp(prefix=".fc2conv-", dir=out_dir)
+    if not out.parent.resolve().is_dir():
+        raise BadInput(f"{output_path}: the output folder {out.parent.resolve()} does not exist")
+    opened, data_files = model_io.open_model(input_path)
+    work = tempfile.mkdtemp(prefix=".fc2conv-", dir=out.parent.resolve())
     try:
-        def attempt(exclude):
-            folder = tempfile.mkdtemp(dir=work)
-            path = os.path.join(folder, out.name)
-            model = fresh()
-            # new weights go straight to the output's data file, or are held until the single file is written
-            sink = DataSink(os.path.join(folder, location), location) if external else HeldData()
-            result = run_pass(model, options.layout, options.mode, exclude, base_dir=base_dir, sink=sink)
-            ops = op_counts(model.graph)
-            if external:
-                stream_model(model, path, sink, base_dir)
-            else:
-                canonical.write(model, path, sink.get)
-                sink.close()
-            return path, result, ops, None  # the model is not kept: onnxruntime reads the file next
-
-        def isolated():
-            sink = DataSink(os.path.join(tempfile.mkdtemp(dir=work), "scratch.data"), "scratch.data")
-            return run_pass(fresh(), options.layout, options.mode, isolate=True, base_dir=base_dir, sink=sink).layers
-
-        structure = light_model(info)
-        del info  # fresh() holds it until the first attempt, which consumes it
-        target, _, report = _convert(structure, input_path, attempt, isolated, options)
+        job = _OnDisk(input_path, out, opened, data_files, work, options)
+        structure = light_model(opened)
+        del opened  # the job holds it until the first attempt, which consumes it
+        outcome, report = _convert(structure, input_path, job, options)
         report.input, report.output = input_path, output_path
         report.model_bytes, report.peak_rss_bytes = model_io.size_on_disk(input_path, data_files), peak_rss()
         if report.acceptable:
-            model_io.move_into_place(os.path.dirname(target), out)
+            model_io.move_into_place(os.path.dirname(outcome.target), out)
             report.written = True
         return report
     finally:

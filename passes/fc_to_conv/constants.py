@@ -22,7 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .external import read_tensor
-from .graph_index import GraphIndex
+from .graph_index import GraphIndex, attr
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
                 "Mul", "Div", "Add", "Sub", "ConstantOfShape")
@@ -47,30 +47,23 @@ def _label(node: onnx.NodeProto) -> str:
     return f"{node.op_type} '{node.name}'" if node.name else node.op_type
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.ndarray:
     op = node.op_type
     if op == "Identity":
         return args[0]
     if op == "Transpose":
-        return np.transpose(args[0], _attr(node, "perm"))
+        return np.transpose(args[0], attr(node, "perm"))
     if op == "Cast":
-        to = helper.tensor_dtype_to_np_dtype(_attr(node, "to"))
+        to = helper.tensor_dtype_to_np_dtype(attr(node, "to"))
         return args[0].astype(to)
     if op == "Reshape":
-        shape = args[1] if len(args) > 1 else np.array(_attr(node, "shape"))
+        shape = args[1] if len(args) > 1 else np.array(attr(node, "shape"))
         shape = [int(d) for d in shape]
-        if _attr(node, "allowzero", 0) == 0:
+        if attr(node, "allowzero", 0) == 0:
             shape = [args[0].shape[i] if d == 0 else d for i, d in enumerate(shape)]
         return args[0].reshape(shape)
     if op in ("Squeeze", "Unsqueeze"):
-        axes = args[1] if len(args) > 1 else _attr(node, "axes")
+        axes = args[1] if len(args) > 1 else attr(node, "axes")
         x = args[0]
         if op == "Squeeze":
             return np.squeeze(x) if axes is None else np.squeeze(x, axis=tuple(int(a) for a in axes))
@@ -79,11 +72,11 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.nd
             x = np.expand_dims(x, a)
         return x
     if op == "ConstantOfShape":
-        value = _attr(node, "value")
+        value = attr(node, "value")
         fill = numpy_helper.to_array(value).reshape(-1)[0] if value is not None else np.float32(0)
         return np.full([int(d) for d in args[0]], fill, dtype=fill.dtype)
     if op == "Flatten":
-        axis = _attr(node, "axis", 1) % max(args[0].ndim, 1)
+        axis = attr(node, "axis", 1) % max(args[0].ndim, 1)
         return args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)
     fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op]
     out = fn(args[0], args[1])

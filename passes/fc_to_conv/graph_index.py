@@ -1,14 +1,16 @@
-"""Who produces and who reads each tensor of a graph, and which names are taken in the whole model.
+"""Graph facts, in one place: who produces and who reads each tensor, which names are taken in the whole model,
+the subgraphs and tensors a graph holds, and a node's attributes.
 
-Built once per graph and pass run, so that no step scans the node list per layer. A node that holds subgraphs
-(If, Loop, Scan) counts as a reader of every outer-scope tensor its bodies use.
+A node that holds subgraphs (If, Loop, Scan) counts as a reader of every outer-scope tensor its bodies use. The
+index is built once per graph and pass run, so that no step scans the node list per layer.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Iterator, List, Set
+from typing import Dict, Iterable, Iterator, List, Set
 
 import onnx
+from onnx import helper
 
 
 _CONTROL_FLOW = {"If", "Loop", "Scan"}
@@ -81,31 +83,61 @@ class Names:
         return name
 
 
+def attr(node: onnx.NodeProto, name: str, default=None):
+    """The value of a node's attribute, or `default`."""
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def reads(node: onnx.NodeProto) -> Set[str]:
+    """The tensors a node reads: its inputs, and the outer-scope names its subgraphs use."""
+    names = {n for n in node.input if n}
+    for g in subgraphs(node):
+        names |= outer_names_used(g)
+    return names
+
+
+def producers(nodes: Iterable[onnx.NodeProto]) -> Dict[str, onnx.NodeProto]:
+    """tensor -> the node that makes it."""
+    return {o: n for n in nodes for o in n.output if o}
+
+
+def readers(nodes: Iterable[onnx.NodeProto]) -> Dict[str, List[onnx.NodeProto]]:
+    """tensor -> the nodes that read it (see reads()), in node order."""
+    found: Dict[str, List[onnx.NodeProto]] = defaultdict(list)
+    for node in nodes:
+        for name in reads(node):
+            found[name].append(node)
+    return found
+
+
+def read_counts(nodes: Iterable[onnx.NodeProto], graph: onnx.GraphProto) -> Dict[str, int]:
+    """tensor -> how many nodes read it, plus one for a graph output."""
+    counts: Dict[str, int] = {o.name: 1 for o in graph.output}
+    for node in nodes:
+        for name in reads(node):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 class GraphIndex:
-    def __init__(self, graph: onnx.GraphProto, names: Names):
-        self.graph = graph
-        self.producer: Dict[str, onnx.NodeProto] = {}
-        self.consumers: Dict[str, List[onnx.NodeProto]] = defaultdict(list)
-        for node in graph.node:
-            self.add_node(node)
+    """Producers and readers of one graph's tensors, built once; add_node() keeps it current as nodes are made."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.producer: Dict[str, onnx.NodeProto] = producers(graph.node)
+        self.consumers: Dict[str, List[onnx.NodeProto]] = readers(graph.node)
         self.graph_outputs = {o.name for o in graph.output}
         self.graph_inputs = {i.name for i in graph.input}
         self.initializers = {t.name: t for t in graph.initializer}
-        self.names = names
 
     def add_node(self, node: onnx.NodeProto) -> None:
         for out in node.output:
             if out:
                 self.producer[out] = node
-        reads = {n for n in node.input if n}
-        for g in subgraphs(node):
-            reads |= outer_names_used(g)
-        for name in reads:
+        for name in reads(node):
             self.consumers[name].append(node)
 
     def is_used(self, name: str) -> bool:
         return bool(self.consumers.get(name)) or name in self.graph_outputs
-
-    def fresh(self, hint: str) -> str:
-        """A name based on `hint` that no tensor or node in the model uses yet."""
-        return self.names.fresh(hint)

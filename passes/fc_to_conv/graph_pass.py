@@ -1,26 +1,34 @@
-"""The pass over one model: match every FC layer, check each, rewrite the accepted ones, report the rest."""
+"""The pass over one model: match every FC layer with the rules, check each, rewrite the accepted ones, report the
+rest; in the main graph and in every If/Loop/Scan body, innermost first.
+
+    result = FcToConvPass(layout="spatial", mode="full").run(model, exclude={...}, sink=...)
+
+After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py), QuantizeLinear moves next
+to the Conv (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
+"""
 from __future__ import annotations
 
-import gc
-
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set
+from typing import Dict, Iterator, List, Optional, Set
 
 import onnx
 
-from .check import Plan, Skip, check
+from .cleanup import prune
 from .constants import Constants
 from .emit import Emitter
-from .sinks import Sink
 from .graph_index import GraphIndex, Names, subgraphs
 from .isolate import layer_model
 from .layout import LAYOUTS
-from .match import find_candidates
-from .region import analyse
-from .rewrite import Converted, prune, rewrite
+from .progress import Progress
 from .qdq import quantize_before_layout
+from .region import analyse
+from .rewrite import Converted, rewrite
+from .rules import RULES, CheckContext, Plan, Rule, Skip, find_candidates
+from .shapes import TypeShape, infer
 from .simplify import find_chains, simplify
-from .shapes import infer
+from .sinks import Sink
+
+MODES = ("full", "1x1")
 
 
 @dataclass
@@ -45,107 +53,137 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise ValueError("the model imports no default-domain opset")
 
 
-MODES = ("full", "1x1")
-
-
-def _scope(node: onnx.NodeProto, attr: str) -> str:
-    return f"{node.name or node.op_type}.{attr}/"
-
-
-def _run_graph(graph: onnx.GraphProto, ctx: dict, outer: Optional[Constants], scope: str,
-               result: PassResult) -> Set[str]:
-    """Convert the FC layers of `graph` and, first, of every subgraph in it. Returns the outer-scope names that
-    converted layers here no longer read (weights of an enclosing graph)."""
-    names: Names = ctx["names"]
-    released: Set[str] = set()
-    if any(True for node in graph.node for _ in subgraphs(node)):
-        consts = Constants(GraphIndex(graph, names), ctx["ir"], ctx["opset"], outer, ctx["base_dir"])
-        for node in graph.node:
-            for a in node.attribute:
-                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
-                          list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
-                    released |= _run_graph(g, ctx, consts, scope + _scope(node, a.name), result)
-    index = GraphIndex(graph, names)
-    consts = Constants(index, ctx["ir"], ctx["opset"], outer, ctx["base_dir"])
-    plans: List[Plan] = []
-    position = {id(n): i for i, n in enumerate(graph.node)}
-    for cand in find_candidates(list(graph.node), index):
-        cand.key = f"{scope}#{position[id(cand.node)]}"
-        verdict = check(cand, consts, ctx["shapes"], ctx["opset"], ctx["mode"])
-        if isinstance(verdict, Skip):
-            result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
-        elif cand.key in ctx["exclude"]:
-            result.reverted.append(Skipped(scope + cand.name, cand.op, ctx["exclude"][cand.key]))
-        else:
-            plans.append(verdict)
-            if ctx["isolate"]:
-                result.layers[cand.key] = layer_model(verdict, consts, ctx["shapes"], ctx["opset"], ctx["ir"])
-    region = analyse(list(graph.node), plans, index, consts, ctx["shapes"], ctx["layout"])
-    local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
-    used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
-    converted = rewrite(graph, consts, plans, ctx["emitter"], ctx["layout"], region,
-                        {n for n in released if n in local})
-    for c, plan in zip(converted, plans):
-        c.name, c.key = scope + c.name, plan.cand.key
-    result.converted.extend(converted)
-    return {n for n in released if n not in local} | used_outer
-
-
-def _graphs(graph: onnx.GraphProto):
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """A graph and every graph inside it, outermost first."""
     yield graph
     for node in graph.node:
         for g in subgraphs(node):
-            yield from _graphs(g)
+            yield from graphs(g)
 
 
-def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full",
-             exclude: Optional[Dict[str, str]] = None, isolate: bool = False, base_dir: Optional[str] = None,
-             sink: Optional[Sink] = None) -> PassResult:
-    """Rewrite the FC layers of `model` in place into Convs: 1x1, or full-kernel for classifier heads; also
-    inside If, Loop and Scan bodies. Layers whose key is in `exclude` are left alone and listed as reverted, with
-    the reason given there. With `isolate`, each converted layer is also cut out on its own (result.layers).
-    External tensors are read from `base_dir` when folded; with a `sink`, new weights are written to it at once."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    gc_was_on = gc.isenabled()
-    gc.disable()  # the pass makes many small objects and no cycles: collections would only scale with the model
-    try:
-        return _run_pass(model, layout, mode, exclude, isolate, base_dir, sink)
-    finally:
-        if gc_was_on:
-            gc.enable()
+@dataclass
+class _Run:
+    """One run of the pass over one model."""
+    model: onnx.ModelProto
+    opset: int
+    names: Names
+    shapes: Dict[str, TypeShape]
+    emitter: Emitter
+    exclude: Dict[str, str]
+    isolate: bool
+    base_dir: Optional[str]
+    progress: Progress
+    result: PassResult = field(default_factory=PassResult)
+
+    @property
+    def ir(self) -> int:
+        return self.model.ir_version
+
+    def constants(self, graph: onnx.GraphProto, outer: Optional[Constants] = None) -> Constants:
+        return Constants(GraphIndex(graph), self.ir, self.opset, outer, self.base_dir)
 
 
-def _run_pass(model, layout, mode, exclude, isolate, base_dir, sink) -> PassResult:
-    opset = default_opset(model)
-    graph = model.graph
-    names = Names(graph)
-    ctx = {"names": names, "ir": model.ir_version, "opset": opset, "shapes": infer(model), "layout": layout,
-           "mode": mode, "emitter": Emitter(names, opset, graph, sink), "exclude": exclude or {}, "isolate": isolate,
-           "base_dir": base_dir}
-    result = PassResult()
-    _run_graph(graph, ctx, None, "", result)
-    em: Emitter = ctx["emitter"]
-    em.begin()
-    # innermost graphs first: rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph
-    # is edited only after everything within it is done
-    chains = [(g, find_chains(g, em.added)) for g in _graphs(graph)] if em.added else []
-    if any(c for _, c in chains):
-        shapes = infer(model)
+class FcToConvPass:
+    def __init__(self, layout: str = "spatial", mode: str = "full", rules: Optional[List[Rule]] = None):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.layout, self.mode, self.rules = layout, mode, rules or RULES
+
+    def run(self, model: onnx.ModelProto, exclude: Optional[Dict[str, str]] = None, isolate: bool = False,
+            base_dir: Optional[str] = None, sink: Optional[Sink] = None,
+            progress: Optional[Progress] = None) -> PassResult:
+        """Rewrite the FC layers of `model` in place. Layers whose key is in `exclude` are left alone and listed
+        as reverted, with the reason given there. With `isolate`, each converted layer is also cut out on its own
+        (result.layers). External tensors are read from `base_dir` when folded; with a `sink`, new weights go
+        there as they are made."""
+        opset, names = default_opset(model), Names(model.graph)
+        run = _Run(model, opset, names, infer(model), Emitter(names, opset, model.graph, sink), exclude or {},
+                   isolate, base_dir, progress or Progress(None))
+        self._graph(run, model.graph, None, "")
+        run.emitter.begin()
+        self._collapse_chains(run)
+        self._quantize_before_layout(run)
+        if model.ir_version < 4:  # there, every initializer is also listed as a graph input
+            new = set(run.emitter.initializers)
+            model.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                                     for t in model.graph.initializer if t.name in new)
+        return run.result
+
+    def _graph(self, run: _Run, graph: onnx.GraphProto, outer: Optional[Constants], scope: str) -> Set[str]:
+        """Convert the FC layers of `graph` and, first, of every subgraph in it. Returns the outer-scope names
+        that converted layers here no longer read (weights of an enclosing graph)."""
+        released = self._subgraphs(run, graph, outer, scope)
+        consts = run.constants(graph, outer)
+        plans = self._plans(run, graph, consts, scope)
+        region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout)
+        local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
+        used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
+        converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,
+                            {n for n in released if n in local}, run.progress)
+        for c, plan in zip(converted, plans):
+            c.name, c.key = scope + c.name, plan.cand.key
+        run.result.converted.extend(converted)
+        return {n for n in released if n not in local} | used_outer
+
+    def _subgraphs(self, run: _Run, graph: onnx.GraphProto, outer: Optional[Constants], scope: str) -> Set[str]:
+        released: Set[str] = set()
+        if not any(True for node in graph.node for _ in subgraphs(node)):
+            return released
+        consts = run.constants(graph, outer)
+        for node in graph.node:
+            for a in node.attribute:
+                inner = [a.g] if a.type == onnx.AttributeProto.GRAPH else \
+                    list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+                for g in inner:
+                    released |= self._graph(run, g, consts, f"{scope}{node.name or node.op_type}.{a.name}/")
+        return released
+
+    def _plans(self, run: _Run, graph: onnx.GraphProto, consts: Constants, scope: str) -> List[Plan]:
+        """Every FC layer of `graph` checked: the Plans to rewrite; skipped and excluded ones go to the result."""
+        ctx = CheckContext(consts, run.shapes, run.opset, self.mode)
+        position = {id(n): i for i, n in enumerate(graph.node)}
+        plans: List[Plan] = []
+        for cand in find_candidates(list(graph.node), consts.index, self.rules):
+            cand.key = f"{scope}#{position[id(cand.node)]}"
+            verdict = cand.rule.check(cand, ctx)
+            if isinstance(verdict, Skip):
+                run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
+            elif cand.key in run.exclude:
+                run.result.reverted.append(Skipped(scope + cand.name, cand.op, run.exclude[cand.key]))
+            else:
+                plans.append(verdict)
+                if run.isolate:
+                    run.result.layers[cand.key] = layer_model(verdict, consts, run.shapes, run.opset, run.ir)
+        return plans
+
+    @staticmethod
+    def _collapse_chains(run: _Run) -> None:
+        """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs
+        first: rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph is edited
+        only after everything within it is done."""
+        em, graph = run.emitter, run.model.graph
+        chains = [(g, find_chains(g, em.added)) for g in graphs(graph)] if em.added else []
+        if not any(c for _, c in chains):
+            return
+        shapes = infer(run.model)
         freed: Set[str] = set()
         for g, found in reversed(chains):
             local = simplify(g, found, shapes, em) if found else set()
             em.begin()
-            prune(g, local, model.ir_version)
+            prune(g, local, run.ir)
             freed |= local
-        prune(graph, freed | set(em.initializers), model.ir_version)
-    if em.added and any(n.op_type == "QuantizeLinear" for g in _graphs(graph) for n in g.node):
-        for g in _graphs(graph):
-            quantize_before_layout(g, em.added, Constants(GraphIndex(g, names), model.ir_version, opset))
-    if model.ir_version < 4:  # there, every initializer is also listed as a graph input
-        new = set(em.initializers)
-        graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
-                           for t in graph.initializer if t.name in new)
-    return result
+        prune(graph, freed | set(em.initializers), run.ir)
+
+    @staticmethod
+    def _quantize_before_layout(run: _Run) -> None:
+        em, graph = run.emitter, run.model.graph
+        if em.added and any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
+            for g in graphs(graph):
+                quantize_before_layout(g, em.added, run.constants(g))
+
+
+def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full", **kw) -> PassResult:
+    """FcToConvPass(layout, mode).run(model, **kw)."""
+    return FcToConvPass(layout, mode).run(model, **kw)

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 import onnx
 from onnx import helper, numpy_helper
 
-from .check import Plan
+from .rules import Plan
 from .constants import Constants
 from .shapes import TypeShape
 

@@ -1,6 +1,7 @@
 """A progress line on stderr, for long runs, only when stderr is a terminal.
 
-The library reports through `progress.current`; it is silent unless the CLI installs a Progress on a terminal.
+The CLI hands a Progress on stderr to the API (Options.progress), which passes it to the pass and the
+verification; without one, or when stderr is not a terminal, nothing is shown.
 The line appears only after `delay` seconds, so small models never show it, and is cleared when a phase ends.
 """
 from __future__ import annotations
@@ -30,6 +31,3 @@ class Progress:
             self.stream.write("\r" + " " * (self.width + 60) + "\r")
             self.stream.flush()
             self.shown = False
-
-
-current = Progress(None)

@@ -16,7 +16,8 @@ from typing import Dict, List, Set
 import onnx
 
 from .constants import Constants
-from .graph_index import outer_names_used, subgraphs
+from .cleanup import drop_value_info
+from .graph_index import producers, read_counts
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
 
@@ -32,15 +33,12 @@ def per_tensor(node: onnx.NodeProto, consts: Constants) -> bool:
     return True
 
 
-def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Constants) -> int:
+def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Constants) -> None:
     """Move each per-tensor QuantizeLinear that ends a chain of layout nodes (one of them added by the pass) to the
-    chain's start. Returns how many moved."""
+    chain's start."""
     nodes = list(graph.node)
-    readers: Dict[str, int] = {o.name: 1 for o in graph.output}
-    for node in nodes:
-        for name in set(node.input) | {n for g in subgraphs(node) for n in outer_names_used(g)}:
-            readers[name] = readers.get(name, 0) + 1
-    producer = {o: n for n in nodes for o in n.output}
+    counts = read_counts(nodes, graph)
+    producer = producers(nodes)
     before: Dict[int, onnx.NodeProto] = {}   # chain start -> the QuantizeLinear that now runs just before it
     retyped: Set[str] = set()
     for q in nodes:
@@ -49,7 +47,7 @@ def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Cons
         chain: List[onnx.NodeProto] = []
         cur = producer.get(q.input[0])
         while cur is not None and cur.op_type in LAYOUT_OPS and cur.domain in ("", "ai.onnx") \
-                and len(cur.output) == 1 and readers.get(cur.output[0]) == 1 and id(cur) not in before:
+                and len(cur.output) == 1 and counts.get(cur.output[0]) == 1 and id(cur) not in before:
             chain.insert(0, cur)
             cur = producer.get(cur.input[0])
         if not chain or not any(n.name in added for n in chain):
@@ -61,10 +59,7 @@ def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Cons
         chain[-1].output[0] = out                                # ... under the quantized tensor's name
         before[id(chain[0])] = q
         retyped.update(n.output[0] for n in chain[:-1])
-    if retyped:  # those tensors now hold integers: a float value_info for them would be wrong
-        keep = [v for v in graph.value_info if v.name not in retyped]
-        del graph.value_info[:]
-        graph.value_info.extend(keep)
+    drop_value_info(graph, retyped)  # those tensors now hold integers: a float value_info would be wrong
     if before:
         moved = {id(q) for q in before.values()}
         order: List[onnx.NodeProto] = []
@@ -76,4 +71,3 @@ def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Cons
             order.append(node)
         del graph.node[:]
         graph.node.extend(order)
-    return len(before)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Set
 
 import onnx
 
-from .check import Plan
+from .rules import Plan
 from .constants import Constants
 from .graph_index import GraphIndex
 from .layout import Family, family_for, image_constant

@@ -75,7 +75,7 @@ class Report:
         for c in self.converted:
             extra = f" + Add '{c.fused_add}'" if c.fused_add else ""
             lines.append(f"  CONVERTED {c.op} '{c.name}'{extra}: input {_dims(c.input_shape)} weight "
-                         f"{_dims(c.weight_shape)} -> Conv '{c.conv}' weight {_dims(c.conv_weight_shape)}")
+                         f"{_dims(c.weight_shape)} -> {c.conv_op} '{c.conv}' weight {_dims(c.conv_weight_shape)}")
             lines.extend(f"            note: {n}" for n in c.notes)
         for s in self.skipped:
             lines.append(f"  SKIPPED   {s.op} '{s.name}': {s.reason}")

@@ -8,22 +8,35 @@ Called when the whole converted model fails verification against the original (a
    layers among L cost about 2 b log2(L) whole-model runs. The original's outputs are computed once (Reference).
 3. Repeat until the model verifies or nothing is left converted. If no layer fails alone but several do together,
    the first layer whose absence lets the others pass is reverted (one whole-model run per layer tried), else all.
+   Each round must exclude a layer it had not excluded before: a round that finds nothing new (exclusions that no
+   longer take effect, say) ends the search with the last outcome, which then fails verification.
 The reverted layers stay as they were in the original model and are listed with their error.
+
+Nothing here knows about FC layers: any pass whose result lists `converted` items with a `key` that `exclude`
+understands can be verified or reverted this way.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import onnx
 
-from .graph_pass import PassResult
 from .inputs import make_feeds
 from .shapes import infer
 from .verify import Reference, Verification
 
-# attempt(exclude) -> (target, PassResult, ops_after, model): the pass on a fresh copy of the original without the
-# excluded layers; target is what onnxruntime and the checker read (the model, or the file it was written to)
-Attempt = Callable[[Dict[str, str]], Tuple[Any, PassResult, Dict[str, int], Optional[onnx.ModelProto]]]
+
+@dataclass
+class Outcome:
+    """One attempt: the pass on a fresh copy of the original, without the excluded layers."""
+    target: Union[onnx.ModelProto, str]   # what onnxruntime and the checker read: the model, or its file
+    result: Any                           # the pass's result (graph_pass.PassResult)
+    ops_after: Dict[str, int]
+    model: Optional[onnx.ModelProto]      # the model in memory, when it is kept there
+
+
+Attempt = Callable[[Dict[str, str]], Outcome]
 
 
 def check_layer(layer: onnx.ModelProto, convert: Callable[[onnx.ModelProto], onnx.ModelProto], rtol: float,
@@ -51,8 +64,8 @@ def _bisect(keys: List[str], fails: Callable[[List[str]], str]) -> Dict[str, str
 
 def revert_bad_layers(attempt: Attempt, layers: Dict[str, onnx.ModelProto],
                       convert_layer: Callable[[onnx.ModelProto], onnx.ModelProto], reference: Reference,
-                      rtol: float, atol: float, seed: int) -> Tuple[tuple, Verification]:
-    """`layers`: each converted layer cut out on its own (run_pass(..., isolate=True).layers)."""
+                      rtol: float, atol: float, seed: int) -> Tuple[Outcome, Verification]:
+    """`layers`: each converted layer cut out on its own (FcToConvPass.run(..., isolate=True).layers)."""
     exclude: Dict[str, str] = {}
     for key, layer in layers.items():
         why = check_layer(layer, convert_layer, rtol, atol, seed)
@@ -60,23 +73,29 @@ def revert_bad_layers(attempt: Attempt, layers: Dict[str, onnx.ModelProto],
             exclude[key] = f"wrong on its own: {why}"
     while True:
         outcome = attempt(exclude)
-        verdict = reference.compare(outcome[0], rtol, atol)
-        result = outcome[1]
-        if verdict.numerics_passed or not result.converted:
+        verdict = reference.compare(outcome.target, rtol, atol)
+        if verdict.numerics_passed or not outcome.result.converted:
             return outcome, verdict
-        enabled = [c.key for c in result.converted]
+        found = _more_to_exclude(attempt, exclude, [c.key for c in outcome.result.converted], verdict, reference,
+                                 rtol, atol)
+        if not set(found) - set(exclude):
+            return outcome, verdict  # nothing new to leave out: searching again would find the same
+        exclude.update(found)
 
-        def fails(group: List[str]) -> str:
-            others = {k: "" for k in enabled if k not in group}
-            v = reference.compare(attempt({**exclude, **others})[0], rtol, atol)
-            return "" if v.numerics_passed else v.failure()
 
-        bad = _bisect(enabled, fails)
-        if bad:
-            exclude.update({k: f"wrong in the whole model: {why}" for k, why in bad.items()})
-            continue
-        # no layer fails alone: two or more fail together (e.g. through an op moved between them); leave out the
-        # first one whose absence makes the rest pass, else all of them
-        why = verdict.failure()
-        alone = next((k for k in enabled if not fails([e for e in enabled if e != k])), None)
-        exclude.update({k: f"the rewrites fail only together: {why}" for k in ([alone] if alone else enabled)})
+def _more_to_exclude(attempt: Attempt, exclude: Dict[str, str], enabled: List[str], verdict: Verification,
+                     reference: Reference, rtol: float, atol: float) -> Dict[str, str]:
+    """The layers of `enabled` to leave out next, with why."""
+    def fails(group: List[str]) -> str:
+        others = {k: "" for k in enabled if k not in group}
+        v = reference.compare(attempt({**exclude, **others}).target, rtol, atol)
+        return "" if v.numerics_passed else v.failure()
+
+    bad = _bisect(enabled, fails)
+    if bad:
+        return {k: f"wrong in the whole model: {why}" for k, why in bad.items()}
+    # no layer fails alone: two or more fail together (e.g. through an op moved between them); leave out the
+    # first one whose absence makes the rest pass, else all of them
+    why = verdict.failure()
+    alone = next((k for k in enabled if not fails([e for e in enabled if e != k])), None)
+    return {k: f"the rewrites fail only together: {why}" for k in ([alone] if alone else enabled)}

@@ -20,11 +20,11 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 import onnx
 
-from . import progress
-from .check import Plan
+from .progress import Progress
+from .rules import Plan
 from .constants import Constants
 from .emit import Emitter
-from .graph_index import outer_names_used, subgraphs
+from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
 from .layout import family_for, image_constant
 from .qdq import per_tensor
 from .region import Region, input_family
@@ -42,6 +42,7 @@ class Converted:
     dtype: str
     kernel: str = "1x1"
     fused_add: Optional[str] = None
+    conv_op: str = "Conv"
     notes: List[str] = field(default_factory=list)
     key: str = ""
 
@@ -78,7 +79,7 @@ class _Writer:
             inputs.append(self.weights[plan.bias_key])
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node("Conv", inputs, [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node(plan.op, inputs, [conv_out], name=conv_name,
                                               kernel_shape=list(plan.kernel)))
         if plan.post_add is None:
             self.image[plan.output] = conv_out
@@ -153,9 +154,10 @@ class _Writer:
 
 
 def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Emitter, layout: str,
-            region: Region, released: Set[str] = frozenset()) -> List[Converted]:
+            region: Region, released: Set[str] = frozenset(), progress: Optional[Progress] = None) -> List[Converted]:
     """Rewrite `graph` in place. `released` names weights that rewrites inside subgraphs no longer read: they go
     too if nothing else does. New constants go straight into the main graph (Emitter.constant)."""
+    progress = progress or Progress(None)
     plan_of = {id(p.cand.node): p for p in plans}
     fused = {id(p.cand.add) for p in plans if p.fuse_add}
     writer = _Writer(em, consts, region, layout)
@@ -171,7 +173,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
             conv = writer.layer(plan)
             writer.exits([plan.output])
             done.append(_converted(plan, conv, layout))
-            progress.current.update("rewriting layers", len(done), len(plans))
+            progress.update("rewriting layers", len(done), len(plans))
         elif id(node) in region.moved:
             writer.moved(node)
             writer.exits([node.output[0]])
@@ -184,16 +186,12 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     removable |= {id(p.head.flatten) for p in plans if p.head is not None}
     removable |= {id(n) for n in writer.hoisted}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
-    new_nodes = _drop_unused_nodes(new_nodes, removable, graph)
-    progress.current.end()
+    new_nodes = drop_unused_nodes(new_nodes, removable, graph)
+    progress.end()
     del graph.node[:]
     graph.node.extend(new_nodes)
-    _drop_unused_initializers(graph, sources, consts.ir_version)
-    gone = names_before - _tensor_names(graph)
-    if gone:
-        vi = [v for v in graph.value_info if v.name not in gone]
-        del graph.value_info[:]
-        graph.value_info.extend(vi)
+    drop_unused_initializers(graph, sources, consts.ir_version)
+    drop_value_info(graph, names_before - _tensor_names(graph))
     return done
 
 
@@ -202,7 +200,7 @@ def _converted(plan: Plan, conv: str, layout: str) -> Converted:
     return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
                      conv, plan.weight_shape, "full-kernel" if plan.head else layout, str(plan.np_dtype),
                      "x".join(map(str, plan.kernel)),
-                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.notes)
+                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op, plan.notes)
 
 
 def _tensor_names(graph: onnx.GraphProto) -> Set[str]:
@@ -210,57 +208,3 @@ def _tensor_names(graph: onnx.GraphProto) -> Set[str]:
     for node in graph.node:
         names.update(node.output)
     return names
-
-
-def _reads(nodes: List[onnx.NodeProto], graph: onnx.GraphProto) -> Dict[str, int]:
-    counts: Dict[str, int] = {o.name: 1 for o in graph.output}
-    for node in nodes:
-        for name in set(node.input) | {n for g in subgraphs(node) for n in outer_names_used(g)}:
-            counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
-    """Drop the producers of `names` (and theirs, and so on) and the initializers among them, where unread."""
-    producer = {o: n for n in graph.node for o in n.output}
-    removable: Set[int] = set()
-    todo, seen = list(names), set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = producer.get(name)
-        if node is None:
-            continue
-        removable.add(id(node))
-        todo.extend(i for i in node.input if i)
-    nodes = _drop_unused_nodes(list(graph.node), removable, graph)
-    if len(nodes) != len(graph.node):
-        del graph.node[:]
-        graph.node.extend(nodes)
-    _drop_unused_initializers(graph, seen | set(names), ir)
-
-
-def _drop_unused_nodes(nodes: List[onnx.NodeProto], removable: Set[int], graph: onnx.GraphProto):
-    """Remove the given nodes once nothing reads them (a chain of producers unravels over a few rounds)."""
-    while True:
-        reads = _reads(nodes, graph)
-        dead = {id(n) for n in nodes if id(n) in removable and not any(reads.get(o) for o in n.output if o)}
-        if not dead:
-            return nodes
-        nodes = [n for n in nodes if id(n) not in dead]
-
-
-def _drop_unused_initializers(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
-    reads = _reads(list(graph.node), graph)
-    dead = {t.name for t in graph.initializer if t.name in names and not reads.get(t.name)}
-    if not dead:
-        return
-    # delete in place, from the back: rebuilding the list would copy every weight of the model
-    for i in reversed([i for i, t in enumerate(graph.initializer) if t.name in dead]):
-        del graph.initializer[i]
-    if ir < 4:
-        inputs = [i for i in graph.input if i.name not in dead]
-        del graph.input[:]
-        graph.input.extend(inputs)

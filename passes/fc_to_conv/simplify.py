@@ -14,26 +14,25 @@ stays.
 """
 from __future__ import annotations
 
-from itertools import count
 from typing import Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 import onnx
 
 from .emit import Emitter
-from .graph_index import outer_names_used, subgraphs
+from .graph_index import producers, readers
 from .shapes import TypeShape
 
 Dim = Union[int, str]
 CHAIN_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
-_ids = count()
 
 
 class _Atom:
-    __slots__ = ("size", "id")
+    """One dim of the chain's input, or a piece of one; told apart by identity."""
+    __slots__ = ("size",)
 
     def __init__(self, size: Dim):
-        self.size, self.id = size, next(_ids)
+        self.size = size
 
 
 def _split(source: List[List[_Atom]], atom: _Atom, first: int) -> Tuple[_Atom, _Atom]:
@@ -147,10 +146,10 @@ def _plan(src_dims: List[Dim], steps: List[Tuple[onnx.NodeProto, List[Dim]]]):
             axes = grouped
     src_atoms = [a for ax in source for a in ax if a.size != 1]
     dst_atoms = [a for ax in axes for a in ax if a.size != 1]
-    if [a.id for a in sorted(src_atoms, key=lambda a: a.id)] != [a.id for a in sorted(dst_atoms, key=lambda a: a.id)]:
+    if sorted(map(id, src_atoms)) != sorted(map(id, dst_atoms)):
         return None
-    position = {a.id: i for i, a in enumerate(src_atoms)}
-    return [a.size for a in src_atoms], [position[a.id] for a in dst_atoms], _axes_dims(axes)
+    position = {id(a): i for i, a in enumerate(src_atoms)}
+    return [a.size for a in src_atoms], [position[id(a)] for a in dst_atoms], _axes_dims(axes)
 
 
 def _coalesce(atom_dims: List[Dim], perm: List[int]) -> Tuple[List[Dim], List[int]]:
@@ -184,14 +183,11 @@ def find_chains(graph: onnx.GraphProto, added: Set[str]) -> List[List[onnx.NodeP
     next node only, mixing nodes the pass added with nodes of the model. (A chain of the pass's own nodes is
     already as short as it gets.) Needs no shapes, so a model without such chains costs no shape inference."""
     nodes = list(graph.node)
-    readers: Dict[str, List[onnx.NodeProto]] = {}
-    for node in nodes:
-        for name in set(node.input) | {n for g in subgraphs(node) for n in outer_names_used(g)}:
-            readers.setdefault(name, []).append(node)
-    producer = {o: n for n in nodes for o in n.output}
+    reader = readers(nodes)
+    producer = producers(nodes)
     outputs = {o.name for o in graph.output}
     in_chain = lambda n: n.op_type in CHAIN_OPS and n.domain in ("", "ai.onnx") and len(n.output) == 1
-    sole_reader = lambda t: readers[t][0] if len(readers.get(t, [])) == 1 and t not in outputs else None
+    sole_reader = lambda t: reader[t][0] if len(reader.get(t, [])) == 1 and t not in outputs else None
     chains = []
     for node in nodes:
         if not in_chain(node):

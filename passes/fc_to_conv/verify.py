@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from . import progress
+from .progress import Progress
 from .model_io import needs_external
 
 # (rtol on norm_err, atol on max_abs), chosen from scripts/calibrate_tolerances.py; see the README.
@@ -145,12 +145,13 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
     return check
 
 
-def _run_all(sess: ort.InferenceSession, feeds: List[Dict[str, np.ndarray]], label: str) -> List[list]:
+def _run_all(sess: ort.InferenceSession, feeds: List[Dict[str, np.ndarray]], label: str,
+             progress: Progress) -> List[list]:
     outs = []
     for i, feed in enumerate(feeds):
         outs.append(sess.run(None, feed))
-        progress.current.update(label, i + 1, len(feeds))
-    progress.current.end()
+        progress.update(label, i + 1, len(feeds))
+    progress.end()
     return outs
 
 
@@ -159,8 +160,10 @@ class Reference:
     rewrites (the whole conversion, then smaller ones while hunting a bad layer). `original` is a model or the
     path of its file; from a file, onnxruntime reads the weights itself and this process never holds them."""
 
-    def __init__(self, original: Union[onnx.ModelProto, str], names: List[str], feeds: List[Dict[str, np.ndarray]]):
+    def __init__(self, original: Union[onnx.ModelProto, str], names: List[str], feeds: List[Dict[str, np.ndarray]],
+                 progress: Optional[Progress] = None):
         self.feeds, self.names = feeds, names
+        self.progress = progress or Progress(None)
         self.error: Optional[str] = None
         self.outputs: List[list] = []
         with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
@@ -170,7 +173,7 @@ class Reference:
                 self.error = f"the original model does not load in onnxruntime: {first_line(exc)}"
                 return
             try:
-                self.outputs = _run_all(sess, feeds, "running the original")
+                self.outputs = _run_all(sess, feeds, "running the original", self.progress)
             except Exception as exc:
                 self.error = (f"the original model fails on the generated inputs: {first_line(exc)}; "
                               "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
@@ -183,7 +186,7 @@ class Reference:
         with tempfile.TemporaryDirectory(prefix="fc2conv-verify-") as tmp:
             try:
                 sess = session(rewritten, tmp)
-                gots = _run_all(sess, self.feeds, "running the converted model")
+                gots = _run_all(sess, self.feeds, "running the converted model", self.progress)
             except Exception as exc:
                 result.error = f"the rewritten model does not run in onnxruntime: {first_line(exc)}"
                 return result

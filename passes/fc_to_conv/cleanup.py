@@ -1,0 +1,67 @@
+"""Removing what a rewrite left unread: nodes, initializers, and the value_info of tensors that are gone.
+
+Only nodes and initializers named by the caller are candidates; each goes once nothing reads it (subgraph
+references included), and a chain of producers unravels over a few rounds.
+"""
+from __future__ import annotations
+
+from typing import List, Set
+
+import onnx
+
+from .graph_index import producers, read_counts
+
+
+def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
+    """Drop the producers of `names` (and theirs, and so on) and the initializers among them, where unread."""
+    producer = producers(graph.node)
+    removable: Set[int] = set()
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = producer.get(name)
+        if node is None:
+            continue
+        removable.add(id(node))
+        todo.extend(i for i in node.input if i)
+    nodes = drop_unused_nodes(list(graph.node), removable, graph)
+    if len(nodes) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(nodes)
+    drop_unused_initializers(graph, seen | set(names), ir)
+
+
+def drop_unused_nodes(nodes: List[onnx.NodeProto], removable: Set[int], graph: onnx.GraphProto):
+    """`nodes` without those of `removable` (ids) that nothing reads, round after round."""
+    while True:
+        counts = read_counts(nodes, graph)
+        dead = {id(n) for n in nodes if id(n) in removable and not any(counts.get(o) for o in n.output if o)}
+        if not dead:
+            return nodes
+        nodes = [n for n in nodes if id(n) not in dead]
+
+
+def drop_unused_initializers(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
+    counts = read_counts(graph.node, graph)
+    dead = {t.name for t in graph.initializer if t.name in names and not counts.get(t.name)}
+    if not dead:
+        return
+    # delete in place, from the back: rebuilding the list would copy every weight of the model
+    for i in reversed([i for i, t in enumerate(graph.initializer) if t.name in dead]):
+        del graph.initializer[i]
+    if ir < 4:  # there, every initializer is also listed as a graph input
+        inputs = [i for i in graph.input if i.name not in dead]
+        del graph.input[:]
+        graph.input.extend(inputs)
+
+
+def drop_value_info(graph: onnx.GraphProto, names: Set[str]) -> None:
+    """Forget the value_info of `names` (tensors that are gone, or whose type changed)."""
+    if not names:
+        return
+    keep = [v for v in graph.value_info if v.name not in names]
+    del graph.value_info[:]
+    graph.value_info.extend(keep)

@@ -1,0 +1,51 @@
+"""One rule per FC form. A rule matches a node (changes nothing, judges nothing) and checks the Candidate it made:
+a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whatever Conv-like op a Plan names.
+
+    GemmRule        Gemm(A, B[, C])                                  gemm.py
+    MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
+    MatMulRule      MatMul(X, B)                                     matmul.py
+Shared by all: the weight (constant or quantized, quantized.py), its dtype and the folded Conv weight (fc.py),
+and full-kernel classifier heads (head.py).
+
+A new form is a new rule in this list, with its tests; the first rule that matches a node takes it.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Protocol, Union
+
+import onnx
+
+from ..graph_index import GraphIndex
+from .gemm import GemmRule
+from .matmul import MatMulAddRule, MatMulRule
+from .plan import Candidate, CheckContext, Head, Plan, Quantized, Skip
+
+
+class Rule(Protocol):
+    op: str
+
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+        """A Candidate when `node` has this rule's form; reads the graph, edits nothing."""
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        """A Plan, or a Skip with the reason the layer stays as it is."""
+
+
+RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule()]
+
+
+def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:
+    found = []
+    for node in nodes:
+        cand = next((c for c in (rule.match(node, index) for rule in rules) if c is not None), None)
+        if cand is not None:
+            found.append(cand)
+    return found
+
+
+def check(cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+    return cand.rule.check(cand, ctx)
+
+
+__all__ = ["Candidate", "CheckContext", "Head", "Plan", "Quantized", "Rule", "RULES", "Skip", "check",
+           "find_candidates"]

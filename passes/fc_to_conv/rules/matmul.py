@@ -1,0 +1,93 @@
+"""MatMul(X, B) with a constant 2-D B and X of rank 1 to 4:  Y = X @ B  becomes  Conv(W = B^T); and
+Add(MatMul(X, B), c), the MatMul read by that Add alone: one Conv with bias c when c broadcasts to [N] without
+changing the output's shape (otherwise the MatMul converts and the Add stays, with a note)."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import onnx
+
+from .. import fold
+from ..graph_index import GraphIndex
+from . import fc
+from .plan import Candidate, CheckContext, Plan, Skip
+
+
+class MatMulRule:
+    op = "MatMul"
+
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            return None
+        return Candidate(node, "MatMul", node.input[0], node.input[1] if len(node.input) > 1 else "", rule=self)
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        if len(cand.node.input) != 2:
+            return Skip(cand, f"MatMul with {len(cand.node.input)} inputs")
+        found = fc.weight(cand, ctx)
+        if isinstance(found, str):
+            return Skip(cand, found)
+        w, quant = found
+        why = fc.dtype_reason(onnx.helper.np_dtype_to_tensor_dtype(w.dtype), ctx.opset)
+        if why:
+            return Skip(cand, why)
+        k, n = w.shape
+        x_type = ctx.shapes.get(cand.x)
+        if x_type is None or x_type[1] is None:
+            return Skip(cand, f"rank of activation '{cand.x}' is unknown (shape inference could not derive it)")
+        x_dims = list(x_type[1])
+        if not 1 <= len(x_dims) <= fc.MAX_RANK:
+            return Skip(cand, f"activation '{cand.x}' has rank {len(x_dims)}: ranks 1 to {fc.MAX_RANK} are laid "
+                              "out as images")
+        why = fc.features_reason(cand, x_dims, k)
+        if why:
+            return Skip(cand, why)
+        x_dims[-1] = k
+        return fc.plan(cand, ctx, w, quant, x_dims, k, n)
+
+
+class MatMulAddRule(MatMulRule):
+    """The MatMul whose output only an Add reads, with the Add's other operand as the bias candidate."""
+
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+        cand = super().match(node, index)
+        add = _fusable_add(node, index) if cand is not None else None
+        if add is None:
+            return None
+        cand.add, cand.c = add, add.input[1] if add.input[0] == node.output[0] else add.input[0]
+        return cand
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        plan = super().check(cand, ctx)
+        if isinstance(plan, Plan):
+            _fuse_bias(plan, ctx)
+        return plan
+
+
+def _fusable_add(node: onnx.NodeProto, index: GraphIndex) -> Optional[onnx.NodeProto]:
+    out = node.output[0]
+    readers = index.consumers.get(out, [])
+    if out in index.graph_outputs or len(readers) != 1:
+        return None
+    add = readers[0]
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2:
+        return None
+    if add.input[0] == add.input[1]:
+        return None
+    return add
+
+
+def _fuse_bias(plan: Plan, ctx: CheckContext) -> None:
+    cand, n = plan.cand, plan.n
+    c = ctx.consts.value(cand.c)
+    add = cand.add.name or cand.add.output[0]
+    out_rank = len(plan.x_dims) if len(plan.x_dims) > 1 else 1
+    if c is None:
+        plan.notes.append(f"Add '{add}' kept: its operand is not a constant")
+    elif c.dtype != plan.np_dtype:
+        plan.notes.append(f"Add '{add}' kept: its operand is {c.dtype}, the weight {plan.np_dtype}")
+    elif not fold.per_channel_bias(c, n, out_rank):
+        plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not a per-channel bias of "
+                          f"the [..., {n}] output")
+    else:
+        plan.bias, plan.bias_key, plan.fuse_add = fold.conv_bias(c, n), (cand.c, 1.0), True

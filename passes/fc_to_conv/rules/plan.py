@@ -1,0 +1,107 @@
+"""What a rule works with: the Candidate it matched, and the Plan (or Skip) its check returns.
+
+A Plan is everything rewrite.py needs to emit the layer: the Conv-like op, how to fold its weight, its bias, the
+activation's dims, and where the result must appear. Nothing here edits the graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import onnx
+
+from ..constants import Constants
+from ..shapes import Dim, TypeShape
+
+
+@dataclass
+class Candidate:
+    node: onnx.NodeProto
+    op: str                      # the FC op as reported ("Gemm", "MatMul")
+    x: str                       # the activation (Gemm's A)
+    w: str                       # the weight (Gemm's B)
+    c: Optional[str] = None      # Gemm's C, or the Add's other operand
+    add: Optional[onnx.NodeProto] = None
+    trans_a: bool = False
+    trans_b: bool = False
+    alpha: float = 1.0
+    beta: float = 1.0
+    rule: Any = None             # the Rule that matched it, and checks it
+    key: str = ""                # where the node sits ("<scope>#<position>"): stable across runs of the pass
+
+    @property
+    def name(self) -> str:
+        return self.node.name or self.node.output[0]
+
+
+@dataclass
+class Head:
+    """An FC layer that reads a flattened [N, C, H, W] map: it becomes a Conv with an H x W kernel on the map."""
+    map: str
+    chw: Tuple[int, int, int]
+    rows: Dim                    # N, the map's batch dim
+    flatten: onnx.NodeProto      # the Flatten or Reshape that the Conv makes unnecessary
+
+
+@dataclass
+class Quantized:
+    """A weight that reaches the layer through DequantizeLinear(q, scale, zero_point) of constants: the Conv
+    keeps it quantized, as DequantizeLinear of the re-laid integer weight."""
+    node: onnx.NodeProto
+    q: str
+    scale: np.ndarray
+    zero_point: Optional[np.ndarray]
+    axis: int                    # on the Conv weight
+
+
+@dataclass
+class Plan:
+    cand: Candidate
+    x_dims: List[Dim]            # dims of the activation as it enters the layer
+    k: int
+    n: int
+    dtype: int
+    fold_weight: Callable[[], np.ndarray]   # -> the Conv weight [N, K, 1, 1] (or [N, C, H, W] for a head)
+    weight_key: tuple            # equal keys share one folded initializer
+    op: str = "Conv"             # the Conv-like op to emit
+    bias: Optional[np.ndarray] = None
+    bias_key: Optional[tuple] = None
+    fuse_add: bool = False       # the matched Add is folded into the Conv bias
+    post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
+    post_scale: float = 1.0      # beta for a non-constant C
+    head: Optional[Head] = None  # full-kernel conversion of a classifier head
+    quant: Optional[Quantized] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return onnx.helper.tensor_dtype_to_np_dtype(self.dtype)
+
+    @property
+    def weight_shape(self) -> List[int]:
+        return [self.n, self.head.chw[0], *self.head.chw[1:]] if self.head else [self.n, self.k, 1, 1]
+
+    @property
+    def kernel(self) -> Tuple[int, int]:
+        return self.head.chw[1:] if self.head else (1, 1)
+
+    @property
+    def output(self) -> str:
+        """The tensor the rewritten nodes must produce under its original name."""
+        return self.cand.add.output[0] if self.fuse_add else self.cand.node.output[0]
+
+
+@dataclass
+class Skip:
+    cand: Candidate
+    reason: str
+
+
+@dataclass
+class CheckContext:
+    """What a rule's check may read: the graph's constants and shapes, the opset, and the pass's mode."""
+    consts: Constants
+    shapes: Dict[str, TypeShape]
+    opset: int
+    mode: str = "full"
