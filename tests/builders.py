@@ -70,6 +70,27 @@ def rand(shape, dtype=np.float32, seed=1):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+def assert_converted(report, names) -> None:
+    """The run verified, converted exactly the layers `names` (report names, scope included) and reverted none.
+    Every test that converts a model says which layers it expects: `verified` alone also holds when each rewrite
+    was wrong, reverted, and the original written back."""
+    assert report.verified, report.text()
+    assert not report.reverted, report.text()
+    assert sorted(c.name for c in report.converted) == sorted(names), report.text()
+
+
+def assert_conv_attributes(model: onnx.ModelProto) -> None:
+    """Every Conv names its kernel_shape (some runtimes require it), equal to its weight's spatial dims."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        kernel = next((list(a.ints) for a in conv.attribute if a.name == "kernel_shape"), None)
+        weight = conv.input[1]
+        if weight not in shapes and weight in producer:   # DequantizeLinear of the integer weight
+            weight = producer[weight].input[0]
+        assert kernel == shapes[weight][2:], f"Conv '{conv.name}': kernel_shape {kernel}, weight {shapes[weight]}"
+
+
 def assert_canonical(path) -> None:
     """The file is byte for byte what onnx.save writes for the model it holds (the .onnx part, with external
     data): the only encoding every ONNX reader accepts (OpenVINO's rejects fields split into fragments)."""

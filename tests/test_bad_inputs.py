@@ -2,6 +2,7 @@
 the problem, no traceback, nothing written."""
 import importlib.util
 import os
+import re
 
 import pytest
 
@@ -43,3 +44,4 @@ def test_good_model_of_the_corpus_converts(tmp_path):
     onnx.save(corpus.good_model(), str(src))
     r = cli(src, tmp_path / "out.onnx")
     assert r.returncode == 0, r.stderr
+    assert "REVERTED" not in r.stdout and re.search(r"converted (\d+) of \1 fully connected layers", r.stdout), r.stdout

@@ -43,11 +43,14 @@ def test_readme_conversion_command_works(tmp_path):
     convert_cmd = quick_start_commands()[0].split("&&")[-1].strip()
     shutil.copytree(os.path.join(ROOT, "models"), tmp_path / "models")
     env = dict(os.environ, PYTHONPATH=ROOT)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # `python` is this one
     r = subprocess.run(convert_cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = convert_cmd.split()[-1]
     assert (tmp_path / out).exists()
+    assert_canonical(tmp_path / out)
     assert "PASSED" in r.stdout.splitlines()[-1]
+    assert "converted 13 of 17 fully connected layers" in r.stdout and "REVERTED" not in r.stdout
 
 
 def test_convert_report_and_exit_0(tmp_path):

@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from builders import init, make_model, ops, rand, run, vi
+from builders import assert_conv_attributes, init, make_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 from test_rewrite import assert_close, convert_and_compare
 
@@ -46,6 +46,7 @@ def test_head_becomes_full_kernel_conv(flatten, gap):
     assert ops(new)[-1] == "Reshape"
     conv6 = next(n for n in new.graph.node if n.op_type == "Conv")
     assert conv6.input[0] == ("pooled" if gap else "X"), "the Conv reads the feature map itself"
+    assert_conv_attributes(new)
 
 
 def test_mode_1x1_makes_a_1x1_conv_of_the_flattened_features():

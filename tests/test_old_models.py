@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from builders import gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
+from builders import assert_converted, gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 from test_rewrite import assert_close
 
@@ -17,10 +17,11 @@ def ir3(model):
 
 @pytest.mark.parametrize("opset", [7, 8, 9])
 def test_ir3_models_convert_and_keep_their_versions(opset):
-    for m, feed in [(ir3(matmul_add_model(["n", 4], 4, 3, (3,), opset=opset, ir=3)), {"X": rand((2, 4))}),
-                    (ir3(gemm_model(2, 4, 3, trans_b=1, c_shape=(3,), opset=opset, ir=3)), {"A": rand((2, 4))})]:
+    for m, feed, name in [
+            (ir3(matmul_add_model(["n", 4], 4, 3, (3,), opset=opset, ir=3)), {"X": rand((2, 4))}, "matmul"),
+            (ir3(gemm_model(2, 4, 3, trans_b=1, c_shape=(3,), opset=opset, ir=3)), {"A": rand((2, 4))}, "gemm")]:
         new, report = convert(m)
-        assert report.verified, report.text()
+        assert_converted(report, [name])
         assert (new.ir_version, new.opset_import[0].version) == (3, opset)
         assert {t.name for t in new.graph.initializer} <= {i.name for i in new.graph.input}
         assert_close(run(new, feed)[0], run(m, feed)[0])
@@ -57,3 +58,16 @@ def test_weight_computed_from_an_input_is_not_folded():
     m = make_model(nodes, [vi("X", ["n", 4]), vi("scale", [])], [vi("Y", ["n", 3])], [init("W0", rand((4, 3)))])
     _, report = convert(m, Options(verify=False))
     assert report.skipped[0].reason == "weight is not a constant: 'W' is computed from run-time values by Mul"
+
+
+def test_batch_layout_before_opset_10_slices_with_attributes():
+    """The batch layout's way out of [B, T, K] with two dynamic dims reads them with Shape -> Slice -> Concat;
+    before opset 10 Slice takes starts and ends as attributes."""
+    m = matmul_add_model(["b", "t", 4], 4, 3, (3,), opset=9)
+    new, report = convert(m, Options(layout="batch"))
+    assert_converted(report, ["matmul"])
+    slices = [n for n in new.graph.node if n.op_type == "Slice"]
+    assert len(slices) == 1 and len(slices[0].input) == 1
+    assert {a.name: list(a.ints) for a in slices[0].attribute} == {"axes": [0], "starts": [0], "ends": [2]}
+    feed = {"X": rand((2, 5, 4))}
+    assert_close(run(new, feed)[0], run(m, feed)[0])

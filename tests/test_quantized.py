@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from builders import init, make_model, ops, rand, run, vi
+from builders import assert_conv_attributes, assert_converted, init, make_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 from test_rewrite import assert_close
 
@@ -110,4 +110,46 @@ def test_quantize_after_the_conv_moves_before_the_way_out():
     producers = {o: n for n in new.graph.node for o in n.output}
     assert producers["yq"].op_type in ("Transpose", "Reshape"), "the way out ends in the quantized tensor's name"
     x = rand((5, 8))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def _head(axis_on_k):
+    """[N, 2, 2, 2] -> Flatten -> MatMul(DequantizeLinear(Wq [8, 5], per-channel scale)) -> Y [N, 5]; the scale runs
+    along N (axis 1), or along K (axis 0: one scale per input feature)."""
+    rng = np.random.default_rng(1)
+    k, n = 8, 5
+    scale = (rng.random(k if axis_on_k else n) * 0.02 + 0.01).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["X"], ["flat"], axis=1),
+             helper.make_node("DequantizeLinear", ["Wq", "scale"], ["W"], axis=0 if axis_on_k else 1),
+             helper.make_node("MatMul", ["flat", "W"], ["Y"], name="fc")]
+    inits = [init("Wq", rng.integers(-100, 100, (k, n)).astype(np.int8)), init("scale", scale)]
+    return make_model(nodes, [vi("X", ["n", 2, 2, 2])], [vi("Y", ["n", n])], inits)
+
+
+@pytest.mark.parametrize("axis_on_k", [False, True])
+def test_quantized_head_is_full_kernel_unless_its_scale_runs_along_k(axis_on_k):
+    """A per-output-channel scale follows N into the [N, C, H, W] kernel; one per input feature cannot be split
+    over C x H x W, so that head stays a 1x1 Conv on the flattened features."""
+    m = _head(axis_on_k)
+    new, report = convert(m)
+    assert_converted(report, ["fc"])
+    assert report.converted[0].layout == ("spatial" if axis_on_k else "full-kernel")
+    assert report.converted[0].conv_weight_shape == ([5, 8, 1, 1] if axis_on_k else [5, 2, 2, 2])
+    assert_conv_attributes(new)
+    x = rand((3, 2, 2, 2))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_shared_quantized_weight_is_folded_once():
+    """Two MatMuls read one DequantizeLinear weight: one re-laid integer weight, one DequantizeLinear for both."""
+    m = qdq_model(k=6, n=6)
+    m.graph.node[-1].output[0] = "h"
+    m.graph.node.append(helper.make_node("MatMul", ["h", "W"], ["Y"], name="fc2"))
+    new, report = convert(m)
+    assert_converted(report, ["fc", "fc2"])
+    convs = [n for n in new.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 and convs[0].input[1] == convs[1].input[1]
+    assert ops(new).count("DequantizeLinear") == 1
+    assert sum(t.data_type == TensorProto.INT8 and len(t.dims) == 4 for t in new.graph.initializer) == 1
+    x = rand((5, 6))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])

@@ -132,3 +132,62 @@ def test_revert_on_a_streamed_external_data_model(monkeypatch, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.data", "in.onnx", "out.onnx", "out.onnx.data"]
     x = rand((M, K), seed=9)
     assert_close(run(onnx.load(str(tmp_path / "out.onnx")), {"X": x})[0], run(m, {"X": x})[0])
+
+
+def _deep_model(layers=8, alpha_at=5):
+    """`layers` FC layers in a chain, square, all MatMul but one Gemm with alpha = 0.5."""
+    nodes, inits, x = [], [], "X"
+    for i in range(layers):
+        inits.append(init(f"w{i}", (rand((K, N), seed=20 + i) / np.sqrt(K)).astype(np.float32)))
+        if i == alpha_at:
+            nodes.append(helper.make_node("Gemm", [x, f"w{i}"], [f"h{i}"], name=f"L{i}", alpha=0.5))
+        else:
+            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [f"h{i}"], name=f"L{i}"))
+        x = f"h{i}"
+    return make_model(nodes, [vi("X", [M, K])], [vi(x, [M, N])], inits)
+
+
+def test_a_layer_right_on_its_own_but_wrong_in_the_model_is_found_by_bisection(monkeypatch):
+    """The isolated check is made blind (it passes every layer) and alpha is ignored: only the whole model shows
+    the bug, and bisection over the 8 layers must find exactly L5, in about 2 log2(8) whole-model runs."""
+    from passes.fc_to_conv import revert
+    _bug_alpha(monkeypatch)
+    monkeypatch.setattr(revert, "check_layer", lambda *a, **k: "")
+    attempts = []
+    real = revert.revert_bad_layers
+
+    def counting(attempt, *rest):
+        return real(lambda exclude: attempts.append(dict(exclude)) or attempt(exclude), *rest)
+    monkeypatch.setattr("passes.fc_to_conv.api.revert_bad_layers", counting)
+    m = _deep_model()
+    new, report = convert(m)
+    assert report.verified, report.text()
+    assert [r.name for r in report.reverted] == ["L5"], report.text()
+    assert report.reverted[0].reason.startswith("wrong in the whole model: output 'h7'")
+    assert len(report.converted) == 7
+    assert len(attempts) <= 2 * 3 + 2, attempts   # bisection: 2 per level of 3, plus the first and last attempts
+    x = rand((M, K), seed=9)
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def test_the_revert_loop_stops_when_a_round_excludes_nothing_new():
+    """Exclusions that no longer take effect (here: an attempt that ignores them) once made the loop run until
+    killed. It must end, with the failing verdict, after a round that finds nothing new."""
+    from types import SimpleNamespace
+    from passes.fc_to_conv.revert import Outcome, revert_bad_layers
+    from passes.fc_to_conv.verify import OutputCheck, Verification
+
+    calls = []
+
+    def attempt(exclude):
+        calls.append(exclude)
+        assert len(calls) < 100, "the revert loop does not end"
+        result = SimpleNamespace(converted=[SimpleNamespace(key="a"), SimpleNamespace(key="b")])
+        return Outcome("model", result, {}, None)
+
+    def compare(target, rtol, atol):
+        return Verification(rtol, atol, 1, [OutputCheck("Y", 1.0, 1.0, 0.0, passed=False)])
+    reference = SimpleNamespace(compare=compare)
+    outcome, verdict = revert_bad_layers(attempt, {}, lambda layer: layer, reference, 1e-5, 1e-6, 0)
+    assert not verdict.numerics_passed and outcome.target == "model"
+    assert len(calls) < 20

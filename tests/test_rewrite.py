@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from builders import gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
+from builders import assert_conv_attributes, gemm_model, init, make_model, matmul_add_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 
 NO_VERIFY = Options(verify=False)
@@ -26,6 +26,7 @@ def assert_close(got, ref, rel=1e-5):
 def convert_and_compare(model, feeds, layout="spatial", rel=1e-5):
     new, report = convert(model, Options(layout=layout, verify=False))
     onnx.checker.check_model(new, full_check=True)
+    assert_conv_attributes(new)
     for feed in feeds:
         for got, ref in zip(run(new, feed), run(model, feed)):
             assert_close(got, ref, rel)
@@ -136,3 +137,17 @@ def test_output_name_and_readers_stay_wired():
     new, _ = convert_and_compare(m, [{"X": rand((2, 4))}])
     relu = next(n for n in new.graph.node if n.op_type == "Relu")
     assert list(relu.input) == ["hb"] and any("hb" in n.output for n in new.graph.node)
+
+
+def test_shared_bias_is_folded_once():
+    """Two Gemms share W and C with the same beta: one Conv weight and one Conv bias; a third, with another beta,
+    gets its own bias."""
+    nodes = [helper.make_node("Gemm", ["X", "W", "C"], ["a"], name="g1", transB=1),
+             helper.make_node("Gemm", ["X", "W", "C"], ["b"], name="g2", transB=1),
+             helper.make_node("Gemm", ["X", "W", "C"], ["c"], name="g3", transB=1, beta=2.0)]
+    m = make_model(nodes, [vi("X", ["n", 6])], [vi(o, ["n", 6]) for o in "abc"],
+                   [init("W", rand((6, 6), seed=1)), init("C", rand(6, seed=2))])
+    new, report = convert_and_compare(m, [{"X": rand((3, 6))}])
+    assert len(report.converted) == 3
+    convs = [n for n in new.graph.node if n.op_type == "Conv"]
+    assert len({c.input[1] for c in convs}) == 1 and len({c.input[2] for c in convs}) == 2

@@ -1,4 +1,4 @@
-"""The two kinds of failure the CLI turns into exit codes: bad input (2) and usage (2)."""
+"""The failure the CLI turns into exit code 2: a bad input file, output path or command-line value."""
 
 
 class BadInput(Exception):

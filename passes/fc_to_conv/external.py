@@ -48,7 +48,7 @@ class DataSink:
     """The output's external data file, appended to as new weights are made."""
 
     def __init__(self, path: str, location: str):
-        self.path, self.location = path, location
+        self.location = location
         self._file = open(path, "wb")
         self.offset = 0
         self._names = set()   # of the tensors put here: the input's own data file may have the same name

@@ -1,4 +1,4 @@
-"""Weight folding for FC -> 1x1 Conv, in pure numpy.
+"""Weight folding for FC -> Conv (1x1, or full-kernel on a classifier head's map), in pure numpy.
 
 A fully connected layer, written as ONNX computes it:
 

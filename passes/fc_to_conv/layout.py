@@ -17,7 +17,7 @@ spatial (default): rows go on the image's width, one image per leading batch ent
 batch: every row is its own 1x1 image.
     any rank [..., K]   Reshape [-1,K,1,1]                         ... Reshape [..., N]
   The way back needs the leading dims: a constant when at most one is dynamic, else Shape -> Slice -> Concat.
-  Fewer nodes for rank 2, but onnxruntime runs many 1x1 images about 2.8x slower than the MatMul (README).
+  Fewer nodes for rank 2, but onnxruntime runs many 1x1 images about 2.55x slower than the MatMul (README).
   A classifier head converted with a full kernel produces this family too: [N, C, H, W] -> [N, N_out, 1, 1].
 
 Reshape shapes use 0 (copy this dim) and -1 (infer), never a concrete batch or sequence size, so dynamic dims stay

@@ -46,7 +46,8 @@ class Region:
 
 
 def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
-    """The family a layer's Conv output belongs to."""
+    """The family of the image a layer's Conv reads: a head's map, the region's image of its activation, or the
+    layout's way in. Its output is an image of the same family (untransposed)."""
     cand = plan.cand
     if plan.head is not None:
         return Family("batch", (plan.head.rows,))

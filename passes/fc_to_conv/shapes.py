@@ -14,18 +14,12 @@ import onnx
 from onnx import shape_inference
 
 from .graph_index import subgraphs
+from .validate import elements
 
 Dim = Union[int, str, None]
 TypeShape = Tuple[int, Optional[List[Dim]]]  # (elem_type, dims or None when the rank is unknown)
 
 SMALL = 1024  # initializers with at most this many elements keep their values (shape tensors, scales)
-
-
-def _elements(t: onnx.TensorProto) -> int:
-    n = 1
-    for d in t.dims:
-        n *= d
-    return n
 
 
 def _light_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
@@ -35,7 +29,7 @@ def _light_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     light.value_info.extend(graph.value_info)
     light.node.extend(graph.node)
     for t in graph.initializer:
-        if _elements(t) <= SMALL and t.data_location != onnx.TensorProto.EXTERNAL:
+        if elements(t) <= SMALL and t.data_location != onnx.TensorProto.EXTERNAL:
             light.initializer.append(t)
         else:
             light.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims)

@@ -25,7 +25,8 @@ _TYPED_FIELD = {T.FLOAT: ("float_data", 1), T.DOUBLE: ("double_data", 1), T.INT6
 _PACKED_4BIT = {getattr(T, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(T, n)}
 
 
-def _elements(t: onnx.TensorProto) -> int:
+def elements(t: onnx.TensorProto) -> int:
+    """How many values a tensor's dims call for."""
     n = 1
     for d in t.dims:
         n *= d
@@ -36,7 +37,7 @@ def raw_bytes(t: onnx.TensorProto) -> int:
     """Bytes of raw data the tensor's shape needs (0 for strings)."""
     if t.data_type == T.STRING:
         return 0
-    n = _elements(t)
+    n = elements(t)
     if t.data_type in _PACKED_4BIT:
         return (n + 1) // 2
     return n * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
@@ -49,7 +50,7 @@ def _check_tensor(t: onnx.TensorProto, where: str) -> None:
         raise BadInput(f"{where}: initializer '{t.name}' has a negative dim {list(t.dims)}")
     if t.data_location == T.EXTERNAL or t.data_type == T.STRING:
         return
-    n = _elements(t)
+    n = elements(t)
     if t.HasField("raw_data"):
         need, have = raw_bytes(t), len(t.raw_data)
     else:

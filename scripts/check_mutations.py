@@ -1,0 +1,91 @@
+"""Can the tests fail? Break the code on purpose, one mutation at a time, and check that the suite notices.
+
+    python scripts/check_mutations.py [--only NAME ...] [--all-tests]
+
+Each mutation replaces one exact piece of source in a copy of the checkout and runs the tests named for it (or,
+with --all-tests, the whole suite); a mutation that no test fails on is a hole in the tests and is printed as
+SURVIVED. Exit 1 if any survives. The mutations are those a review found the suite blind to, and the bugs the
+verification must catch (tests/test_revert.py injects more at run time).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG = "passes/fc_to_conv/"
+
+# name: (file, exact text, replacement, tests to run)
+MUTATIONS = {
+    "negated Conv weight": (
+        PKG + "fold.py", "    return _scaled(b_t, alpha, b.dtype)[:, :, None, None]",
+        "    return -_scaled(b_t, alpha, b.dtype)[:, :, None, None]",
+        ["tests/test_old_models.py", "tests/test_subgraphs.py", "tests/test_model_io.py", "tests/test_cli.py",
+         "tests/test_bad_inputs.py"]),
+    "bisection finds nothing": (
+        PKG + "revert.py", '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n',
+        '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n    return {}\n',
+        ["tests/test_revert.py"]),
+    "per-K quantized head not refused": (
+        PKG + "rules/fc.py", "    if head is not None and quant is not None and scale_is_per_k(quant, cand.trans_b):",
+        "    if False:", ["tests/test_quantized.py"]),
+    "quantized weights never shared": (
+        PKG + "rules/fc.py", '        source, scale, key = quant.q, 1.0, (cand.w, trans_b, "q")',
+        '        source, scale, key = quant.q, 1.0, (cand.w, trans_b, "q", id(cand))', ["tests/test_quantized.py"]),
+    "biases never shared": (
+        PKG + "rules/gemm.py", "plan.bias_key = fold.conv_bias(c, n, cand.beta, dtype), (cand.c, cand.beta)",
+        "plan.bias_key = fold.conv_bias(c, n, cand.beta, dtype), (cand.c, cand.beta, id(cand))",
+        ["tests/test_rewrite.py"]),
+    "opset < 10 Slice form wrong": (
+        PKG + "emit.py", 'return self.node("Slice", [shape], hint, axes=[0], starts=[0], ends=[keep])',
+        'return self.node("Slice", [shape], hint, axes=[0], starts=[0], ends=[keep + 1])',
+        ["tests/test_old_models.py"]),
+    "integer Div not truncated": (
+        PKG + "constants.py", "        out = np.trunc(out)\n", "        out = np.floor(out)\n", ["tests/test_constants.py"]),
+    "kernel_shape dropped": (
+        PKG + "rewrite.py", "                                              kernel_shape=list(plan.kernel)))",
+        "                                              ))", ["tests/test_heads.py", "tests/test_rewrite.py"]),
+    "revert loop unbounded": (
+        PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
+        ["tests/test_revert.py"]),
+}
+
+
+def run(name: str, all_tests: bool) -> bool:
+    """True when the tests fail on the mutation (it is killed)."""
+    path, old, new, tests = MUTATIONS[name]
+    with tempfile.TemporaryDirectory(prefix="fc2conv-mutant-") as tmp:
+        tree = os.path.join(tmp, "tree")
+        shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", "__pycache__", ".hypothesis", "*.egg-info"))
+        target = os.path.join(tree, path)
+        source = open(target).read()
+        if source.count(old) != 1:
+            raise SystemExit(f"{name}: the text to mutate is not found once in {path}; update this script")
+        open(target, "w").write(source.replace(old, new))
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"] + ([] if all_tests else tests)
+        r = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, timeout=1800,
+                           env=dict(os.environ, PYTHONPATH=tree))
+        return r.returncode != 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--all-tests", action="store_true")
+    a = ap.parse_args()
+    survived = 0
+    for name in MUTATIONS:
+        if a.only and name not in a.only:
+            continue
+        killed = run(name, a.all_tests)
+        survived += not killed
+        print(f"{'killed  ' if killed else 'SURVIVED'} {name}", flush=True)
+    sys.exit(1 if survived else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Each rule on its own: what it matches, and the Plan its check returns (weights folded against float64 numpy).
+The reasons a check refuses with are asserted in tests/test_check.py, through the whole pass."""
+import numpy as np
+import pytest
+from onnx import helper
+
+from builders import init, make_model, rand, vi
+from passes.fc_to_conv.constants import Constants
+from passes.fc_to_conv.graph_index import GraphIndex
+from passes.fc_to_conv.rules import RULES, CheckContext, Plan, find_candidates
+from passes.fc_to_conv.rules.gemm import GemmRule
+from passes.fc_to_conv.rules.matmul import MatMulAddRule, MatMulRule
+from passes.fc_to_conv.shapes import infer
+
+
+def _context(m, mode="full"):
+    return CheckContext(Constants(GraphIndex(m.graph), m.ir_version, 17), infer(m), 17, mode)
+
+
+def _model(extra_reader=False):
+    nodes = [helper.make_node("Gemm", ["X", "A", "c"], ["g"], name="gemm", transB=1, alpha=0.5, beta=2.0),
+             helper.make_node("MatMul", ["g", "B"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "b"], ["y"], name="add"),
+             helper.make_node("MatMul", ["y", "B2"], ["z"], name="plain")]
+    outputs = [vi("z", ["n", 3])] + ([vi("m", ["n", 5])] if extra_reader else [])
+    inits = [init("A", rand((4, 6), seed=1)), init("c", rand(4, seed=2)), init("B", rand((4, 5), seed=3)),
+             init("b", rand(5, seed=4)), init("B2", rand((5, 3), seed=5))]
+    return make_model(nodes, [vi("X", ["n", 6])], outputs, inits)
+
+
+def test_each_node_is_taken_by_the_first_rule_that_matches():
+    m = _model()
+    cands = find_candidates(list(m.graph.node), GraphIndex(m.graph))
+    assert [(c.name, type(c.rule).__name__) for c in cands] == [
+        ("gemm", "GemmRule"), ("mm", "MatMulAddRule"), ("plain", "MatMulRule")]
+    assert [type(r).__name__ for r in RULES] == ["GemmRule", "MatMulAddRule", "MatMulRule"]
+
+
+def test_matmul_add_needs_the_add_to_be_the_only_reader():
+    m = _model(extra_reader=True)   # 'm' is also a graph output: the Add cannot absorb it
+    index = GraphIndex(m.graph)
+    mm = m.graph.node[1]
+    assert MatMulAddRule().match(mm, index) is None and MatMulRule().match(mm, index).add is None
+    assert GemmRule().match(mm, index) is None and MatMulRule().match(m.graph.node[0], index) is None
+
+
+def test_gemm_plan_folds_alpha_transb_and_beta():
+    m = _model()
+    cand = GemmRule().match(m.graph.node[0], GraphIndex(m.graph))
+    plan = cand.rule.check(cand, _context(m))
+    assert isinstance(plan, Plan) and plan.op == "Conv" and (plan.k, plan.n) == (6, 4)
+    assert plan.x_dims == ["n", 6] and plan.kernel == (1, 1) and plan.weight_shape == [4, 6, 1, 1]
+    a = rand((4, 6), seed=1).astype(np.float64)
+    np.testing.assert_allclose(plan.fold_weight()[:, :, 0, 0], 0.5 * a, rtol=1e-7)
+    np.testing.assert_allclose(plan.bias, 2.0 * rand(4, seed=2).astype(np.float64), rtol=1e-7)
+    assert plan.weight_key == ("A", True, 0.5) and plan.bias_key == ("c", 2.0)
+
+
+def test_matmul_add_plan_fuses_the_bias():
+    m = _model()
+    cand = MatMulAddRule().match(m.graph.node[1], GraphIndex(m.graph))
+    plan = cand.rule.check(cand, _context(m))
+    assert plan.fuse_add and plan.output == "y" and plan.weight_shape == [5, 4, 1, 1]
+    assert np.array_equal(plan.fold_weight()[:, :, 0, 0], rand((4, 5), seed=3).T)
+    assert np.array_equal(plan.bias, rand(5, seed=4))
+
+
+@pytest.mark.parametrize("mode,kernel", [("full", (2, 3)), ("1x1", (1, 1))])
+def test_head_plan_in_each_mode(mode, kernel):
+    nodes = [helper.make_node("Flatten", ["X"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "W"], ["Y"], name="fc", transB=1)]
+    m = make_model(nodes, [vi("X", ["n", 4, 2, 3])], [vi("Y", ["n", 5])], [init("W", rand((5, 24)))])
+    cand = GemmRule().match(m.graph.node[1], GraphIndex(m.graph))
+    plan = cand.rule.check(cand, _context(m, mode))
+    assert plan.kernel == kernel and (plan.head is not None) == (mode == "full")
+    if mode == "full":
+        assert plan.weight_shape == [5, 4, 2, 3] and plan.head.map == "X"
+        assert np.array_equal(plan.fold_weight(), rand((5, 24)).reshape(5, 4, 2, 3))
