@@ -16,7 +16,7 @@ import onnx
 from onnx import defs, helper
 
 from .errors import BadInput
-from .graph_index import subgraphs
+from .graph_index import producers, subgraphs
 
 T = onnx.TensorProto
 _TYPED_FIELD = {T.FLOAT: ("float_data", 1), T.DOUBLE: ("double_data", 1), T.INT64: ("int64_data", 1),
@@ -94,7 +94,7 @@ def _check_graph(graph: onnx.GraphProto, outer: Set[str], imports: Dict[str, int
         _check_tensor(t, where)
     defined |= inits | {i.name for i in graph.input}
     writer: Dict[str, str] = {}
-    later = {o: n for n in graph.node for o in n.output if o}
+    later = producers(graph.node)
     for node in graph.node:
         domain = node.domain or ""
         if domain in ("", "ai.onnx"):
