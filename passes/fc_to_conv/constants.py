@@ -6,8 +6,9 @@ A tensor is constant when it is
   all of them are constants),
 - the output of a Constant node, or
 - the output of a small set of ops (Identity, Transpose, Cast, Reshape, Squeeze, Unsqueeze, Flatten,
-  ConstantOfShape, and element-wise Mul/Div/Add/Sub) whose inputs are all constants: exporters and older
-  models compute weights this way, e.g. `MatMul(x, Transpose(W))`.
+  ConstantOfShape, element-wise Mul/Div/Add/Sub, and DequantizeLinear) whose inputs are all constants: exporters
+  and older models compute weights this way, e.g. `MatMul(x, Transpose(W))`; quantizers write
+  `DequantizeLinear(W_int8, scale, zero_point)`.
 
 Everything else, including anything that depends on a graph input, is not constant, and `reason(name)` says why in
 one line. Values of an outer scope (weights of a main graph read inside an If or Loop body) resolve through
@@ -25,7 +26,7 @@ from .external import read_tensor
 from .graph_index import GraphIndex, attr
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
-                "Mul", "Div", "Add", "Sub", "ConstantOfShape")
+                "Mul", "Div", "Add", "Sub", "ConstantOfShape", "DequantizeLinear")
 
 
 def _constant_node_value(node: onnx.NodeProto, base_dir: Optional[str]) -> Optional[np.ndarray]:
@@ -78,11 +79,27 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.nd
     if op == "Flatten":
         axis = attr(node, "axis", 1) % max(args[0].ndim, 1)
         return args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)
+    if op == "DequantizeLinear":
+        return _dequantize(node, args)
     fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op]
     out = fn(args[0], args[1])
     if np.issubdtype(args[0].dtype, np.integer) and op == "Div":
         out = np.trunc(out)
     return out.astype(args[0].dtype)
+
+
+def _dequantize(node: onnx.NodeProto, args: List[np.ndarray]) -> np.ndarray:
+    """(q - zero_point) * scale, per tensor or along `axis` (default 1); the result has the scale's type."""
+    if attr(node, "block_size", 0):
+        raise ValueError("block-quantized")
+    q, scale = args[0], args[1]
+    zp = args[2] if len(args) > 2 else np.zeros((), q.dtype)
+    if scale.size > 1 or scale.ndim == 1 and zp.ndim == 1:
+        axis = attr(node, "axis", 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return ((q.astype(np.float64) - zp.astype(np.float64)) * scale.astype(np.float64)).astype(scale.dtype)
 
 
 class Constants:

@@ -23,12 +23,14 @@ from .rules import Plan
 from .constants import Constants
 from .graph_index import GraphIndex
 from .layout import Family, family_for, image_constant
+from .qdq import per_tensor
 from .shapes import TypeShape
 
 UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
          "Softsign", "Gelu", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Identity", "Cast", "Mish",
          "ThresholdedRelu", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Clip", "Dropout"}
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum"}
+QDQ = {"QuantizeLinear", "DequantizeLinear"}   # per-tensor: each value on its own
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,10 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
              shapes: Dict[str, TypeShape]) -> Optional[Image]:
-    if node.domain not in ("", "ai.onnx") or node.op_type not in UNARY | BINARY or not node.output:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in UNARY | BINARY | QDQ or not node.output:
         return None
+    if node.op_type in QDQ and not per_tensor(node, consts):
+        return None  # a per-channel scale runs along the last dim, which the image moves to axis 1
     if any(index.is_used(o) for o in node.output[1:] if o):
         return None  # e.g. Dropout's mask
     images = [image_of[i] for i in node.input if i in image_of]

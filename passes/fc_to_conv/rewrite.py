@@ -54,6 +54,7 @@ class _Writer:
         self.entries: Dict[str, str] = {}    # activation -> image made by the layout's way in
         self.weights: Dict[tuple, str] = {}
         self.hoisted: List[onnx.NodeProto] = []   # DequantizeLinear nodes now applied after the way in
+        self.relaid: Set[str] = set()             # constants of moved ops, now read in their image form
 
     def layer(self, plan: Plan) -> str:
         em, cand = self.em, plan.cand
@@ -77,6 +78,8 @@ class _Writer:
             if plan.bias_key not in self.weights:
                 self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
             inputs.append(self.weights[plan.bias_key])
+        elif plan.bias_input is not None:
+            inputs.append(plan.bias_input)
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
         em.nodes.append(onnx.helper.make_node(plan.op, inputs, [conv_out], name=conv_name,
@@ -125,6 +128,17 @@ class _Writer:
             return None
         return node if per_tensor(node, self.consts) else None
 
+    def _image_constant(self, name: str, relaid: np.ndarray, channels: int) -> str:
+        """A per-channel constant operand re-laid as [1, C, 1, 1]; one that a per-tensor DequantizeLinear makes of
+        integers stays quantized: its integers are re-laid and dequantized again (a QDQ Add stays a QDQ Add)."""
+        dq = self._per_tensor_dequantize(name)
+        q = self.consts.value(dq.input[0]) if dq is not None else None
+        if q is None:
+            return self.em.constant(name + "_image", relaid)
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
+        q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels))
+        return self.em.node("DequantizeLinear", [q_image] + list(dq.input[1:]), name + "_image", **attrs)
+
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
         image = self.region.image_of[node.output[0]]
@@ -134,7 +148,9 @@ class _Writer:
                 inputs.append(self.image[i])
                 continue
             relaid = image_constant(self.consts.value(i), image.channels) if i else None
-            inputs.append(i if relaid is None else em.constant(i + "_image", relaid))
+            if relaid is not None:
+                self.relaid.add(i)
+            inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels))
         out = em.names.fresh(node.output[0] + "_image")
         new = onnx.NodeProto()
         new.CopyFrom(node)
@@ -181,7 +197,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
             new_nodes.append(node)
             continue
         new_nodes.extend(em.nodes)
-    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released)
+    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.relaid
     removable = {id(n) for name in sources for n in consts.source_nodes(name)}
     removable |= {id(p.head.flatten) for p in plans if p.head is not None}
     removable |= {id(n) for n in writer.hoisted}

@@ -13,6 +13,7 @@ from .. import fold
 from ..graph_index import GraphIndex, attr
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
+from .quantized import quantized_bias
 
 
 class GemmRule:
@@ -54,6 +55,9 @@ class GemmRule:
 
 def _bias(plan: Plan, ctx: CheckContext, dtype) -> None:
     cand, n = plan.cand, plan.n
+    if cand.beta == 1.0 and quantized_bias(cand.c, ctx.consts, n):
+        plan.bias_input = cand.c
+        return
     c = ctx.consts.value(cand.c)
     if c is None:
         plan.post_add, plan.post_scale = cand.c, cand.beta

@@ -11,6 +11,7 @@ from .. import fold
 from ..graph_index import GraphIndex
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
+from .quantized import quantized_bias
 
 
 class MatMulRule:
@@ -79,6 +80,9 @@ def _fusable_add(node: onnx.NodeProto, index: GraphIndex) -> Optional[onnx.NodeP
 
 def _fuse_bias(plan: Plan, ctx: CheckContext) -> None:
     cand, n = plan.cand, plan.n
+    if quantized_bias(cand.c, ctx.consts, n):
+        plan.bias_input, plan.fuse_add = cand.c, True
+        return
     c = ctx.consts.value(cand.c)
     add = cand.add.name or cand.add.output[0]
     out_rank = len(plan.x_dims) if len(plan.x_dims) > 1 else 1

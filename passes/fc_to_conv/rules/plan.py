@@ -67,6 +67,7 @@ class Plan:
     op: str = "Conv"             # the Conv-like op to emit
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
+    bias_input: Optional[str] = None    # a tensor already in the graph that is the Conv bias (a quantized one)
     fuse_add: bool = False       # the matched Add is folded into the Conv bias
     post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
     post_scale: float = 1.0      # beta for a non-constant C

@@ -34,6 +34,21 @@ def find_quantized(name: str, consts: Constants) -> Union[None, str, Tuple[np.nd
     return q, Quantized(node, node.input[0], scale, zp, attr(node, "axis", 1))
 
 
+def quantized_bias(name: str, consts: Constants, n: int) -> bool:
+    """Whether `name` is DequantizeLinear(b, scale[, 0]) of an int32 constant [N] with a scale of one value or N,
+    as QDQ quantizers write a bias (scale = x_scale * w_scale): the Conv reads it as its B input, as it is, and a
+    QDQ compiler sees the bias of a quantized Conv."""
+    node = consts.index.producer.get(name)
+    if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        return False
+    b = consts.value(node.input[0])
+    scale = consts.value(node.input[1]) if len(node.input) > 1 else None
+    zp = consts.value(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int32)
+    return (b is not None and b.dtype == np.int32 and b.shape == (n,) and scale is not None
+            and scale.size in (1, n) and scale.ndim <= 1 and zp is not None and not zp.any()
+            and attr(node, "axis", 0) in (0, -1) and not attr(node, "block_size", 0))
+
+
 def scale_is_per_k(quant: Quantized, trans_b: bool) -> bool:
     """A per-channel scale along the FC's input features K: it cannot follow K into a head's C x H x W."""
     return quant.scale.size > 1 and fold.quantized_conv_axis(quant.axis, trans_b) == 1
