@@ -153,3 +153,52 @@ def test_shared_quantized_weight_is_folded_once():
     assert sum(t.data_type == TensorProto.INT8 and len(t.dims) == 4 for t in new.graph.initializer) == 1
     x = rand((5, 6))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def trt_model(layers=3, width=8, gemm=True):
+    """TensorRT-style explicit quantization, as NVIDIA's exporters write it: fp32 weights behind QuantizeLinear ->
+    DequantizeLinear (int8 symmetric, per output channel), and a Q -> DQ pair (int8, per tensor) on each FC's
+    activation."""
+    rng = np.random.default_rng(3)
+    nodes, inits, x = [], [], "X"
+    for i in range(layers):
+        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)   # [N, K] (transB)
+        w_scale = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+        inits += [init(f"w{i}", w if gemm else w.T.copy()), init(f"w{i}_s", w_scale),
+                  init(f"w{i}_z", np.zeros(width, np.int8)), init(f"x{i}_s", np.float32(0.05)),
+                  init(f"x{i}_z", np.int8(0)), init(f"b{i}", rng.standard_normal(width).astype(np.float32))]
+        axis = 0 if gemm else 1
+        nodes += [helper.make_node("QuantizeLinear", [x, f"x{i}_s", f"x{i}_z"], [f"xq{i}"]),
+                  helper.make_node("DequantizeLinear", [f"xq{i}", f"x{i}_s", f"x{i}_z"], [f"xd{i}"]),
+                  helper.make_node("QuantizeLinear", [f"w{i}", f"w{i}_s", f"w{i}_z"], [f"wq{i}"], axis=axis),
+                  helper.make_node("DequantizeLinear", [f"wq{i}", f"w{i}_s", f"w{i}_z"], [f"wd{i}"], axis=axis)]
+        if gemm:
+            nodes.append(helper.make_node("Gemm", [f"xd{i}", f"wd{i}", f"b{i}"], [f"h{i}"], name=f"fc{i}", transB=1))
+        else:
+            nodes += [helper.make_node("MatMul", [f"xd{i}", f"wd{i}"], [f"m{i}"], name=f"fc{i}"),
+                      helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"])]
+        nodes.append(helper.make_node("Relu", [f"h{i}"], [f"a{i}"]))
+        x = f"a{i}"
+    return make_model(nodes, [vi("X", ["n", width])], [vi(x, ["n", width])], inits)
+
+
+@pytest.mark.parametrize("gemm", [True, False])
+def test_tensorrt_style_quantized_float_weights_keep_their_pair(gemm):
+    """W = DQ(Q(W fp32)): the Conv reads DQ(Q(W re-laid [N, K, 1, 1])), axis 0, the same scales; each activation
+    keeps its Q -> DQ pair in front of the Conv; no layout node between the layers."""
+    m = trt_model(gemm=gemm)
+    new, report = convert(m)
+    assert_converted(report, ["fc0", "fc1", "fc2"])
+    producer = {o: n for n in new.graph.node for o in n.output}
+    inits = {t.name: t for t in new.graph.initializer}
+    for conv in (n for n in new.graph.node if n.op_type == "Conv"):
+        dq = producer[conv.input[1]]
+        q = producer[dq.input[0]]
+        assert (dq.op_type, q.op_type) == ("DequantizeLinear", "QuantizeLinear")
+        assert list(inits[q.input[0]].dims) == [8, 8, 1, 1] and inits[q.input[0]].data_type == TensorProto.FLOAT
+        assert next(a.i for a in q.attribute if a.name == "axis") == 0
+        assert producer[conv.input[0]].op_type == "DequantizeLinear"
+    assert ops(new).count("Reshape") + ops(new).count("Transpose") == 4, ops(new)
+    assert ops(new).count("Conv") == 3 and "Gemm" not in ops(new) and "MatMul" not in ops(new)
+    x = rand((5, 8))
+    assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])

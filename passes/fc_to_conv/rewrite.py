@@ -67,7 +67,7 @@ class _Writer:
             x_image = self._way_in(plan, hint)
         if plan.weight_key not in self.weights and plan.quant is not None:
             quant = plan.quant  # the Conv weight stays quantized: DequantizeLinear(Q re-laid, scale, zero point)
-            inputs = [em.constant(quant.q + "_conv", plan.fold_weight()), em.constant(quant.q + "_scale", quant.scale)]
+            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
             if quant.zero_point is not None:
                 inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
             self.weights[plan.weight_key] = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
@@ -100,6 +100,17 @@ class _Writer:
             term = plan.post_add
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
+
+    def _quantized_weight(self, plan: Plan) -> str:
+        """The re-laid integer weight; TensorRT style, QuantizeLinear of the re-laid float weight."""
+        quant, em = plan.quant, self.em
+        if quant.float_source is None:
+            return em.constant(quant.q + "_conv", plan.fold_weight())
+        inputs = [em.constant(quant.float_source + "_conv", plan.fold_weight()),
+                  em.constant(quant.q + "_q_scale", quant.q_scale)]
+        if quant.q_zero_point is not None:
+            inputs.append(em.constant(quant.q + "_q_zero_point", quant.q_zero_point))
+        return em.node("QuantizeLinear", inputs, quant.q + "_conv", axis=quant.axis)
 
     def _way_in(self, plan: Plan, hint: str) -> str:
         """The image of a layer's activation, made once per activation (layers reading it share it). An activation

@@ -79,7 +79,7 @@ def plan(cand: Candidate, ctx: CheckContext, w: np.ndarray, quant: Optional[Quan
     consts, trans_b, chw = ctx.consts, cand.trans_b, head.chw if head else None
     if quant is not None:
         quant = to_conv(quant, trans_b, alpha)
-        source, scale, key = quant.q, 1.0, (cand.w, trans_b, "q")
+        source, scale, key = quant.float_source or quant.q, 1.0, (cand.w, trans_b, "q")
     else:
         source, scale, key = cand.w, alpha, (cand.w, trans_b, alpha)
 

@@ -53,6 +53,9 @@ class Quantized:
     scale: np.ndarray
     zero_point: Optional[np.ndarray]
     axis: int                    # on the Conv weight
+    float_source: Optional[str] = None   # TensorRT style: q = QuantizeLinear(this float constant, ...)
+    q_scale: Optional[np.ndarray] = None  # ... with this scale and zero point
+    q_zero_point: Optional[np.ndarray] = None
 
 
 @dataclass
