@@ -34,8 +34,8 @@ MUTATIONS = {
         PKG + "rules/fc.py", "    if head is not None and quant is not None and scale_is_per_k(quant, cand.trans_b):",
         "    if False:", ["tests/test_quantized.py"]),
     "quantized weights never shared": (
-        PKG + "rules/fc.py", '        source, scale, key = quant.q, 1.0, (cand.w, trans_b, "q")',
-        '        source, scale, key = quant.q, 1.0, (cand.w, trans_b, "q", id(cand))', ["tests/test_quantized.py"]),
+        PKG + "rules/fc.py", '1.0, (cand.w, trans_b, "q")', '1.0, (cand.w, trans_b, "q", id(cand))',
+        ["tests/test_quantized.py"]),
     "biases never shared": (
         PKG + "rules/gemm.py", "plan.bias_key = fold.conv_bias(c, n, cand.beta, dtype), (cand.c, cand.beta)",
         "plan.bias_key = fold.conv_bias(c, n, cand.beta, dtype), (cand.c, cand.beta, id(cand))",
