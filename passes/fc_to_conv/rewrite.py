@@ -74,6 +74,10 @@ class _Writer:
         elif plan.weight_key not in self.weights:
             self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.fold_weight())
         inputs = [x_image, self.weights[plan.weight_key]]
+        if plan.qlinear is not None:  # QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, B])
+            q = plan.qlinear
+            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
+                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
         if plan.bias is not None:
             if plan.bias_key not in self.weights:
                 self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)

@@ -8,6 +8,9 @@ A dim is an int when known, a str for a named dynamic dim (dim_param), None when
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from typing import Dict, List, Optional, Tuple, Union
 
 import onnx
@@ -72,7 +75,38 @@ def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
     table: Dict[str, TypeShape] = {}
     _collect(inferred.graph, table)
     _collect_initializers(model.graph, table)
+    if any(o and table.get(o, (0, None))[1] is None for n in model.graph.node for o in n.output):
+        _fill_from_symbolic(light, table)
     return table
+
+
+def _symbolic_shape_inference():
+    """onnxruntime.tools.symbolic_shape_infer, loaded from its file: the package onnxruntime.tools imports torch
+    when it is installed (1 s and 600 MB), which this module does not need."""
+    import importlib.util
+    import onnxruntime
+    path = os.path.join(os.path.dirname(onnxruntime.__file__), "tools", "symbolic_shape_infer.py")
+    spec = importlib.util.spec_from_file_location("fc2conv_symbolic_shape_infer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SymbolicShapeInference
+
+
+def _fill_from_symbolic(light: onnx.ModelProto, table: Dict[str, TypeShape]) -> None:
+    """onnx's inference stops at operators it does not know (com.microsoft's QGemm, say) and at some exporters'
+    graphs; onnxruntime's symbolic shape inference knows onnxruntime's operators and merges dynamic dims. What it
+    finds fills in the tensors onnx left unknown, and nothing else."""
+    try:
+        SymbolicShapeInference = _symbolic_shape_inference()
+        with contextlib.redirect_stdout(io.StringIO()):
+            inferred = SymbolicShapeInference.infer_shapes(light, auto_merge=True, guess_output_rank=True)
+    except Exception:  # a help, not a requirement
+        return
+    found: Dict[str, TypeShape] = {}
+    _collect(inferred.graph, found)
+    for name, (elem, dims) in found.items():
+        if dims is not None and table.get(name, (0, None))[1] is None:
+            table[name] = (elem or table.get(name, (0, None))[0], dims)
 
 
 def _collect(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:

@@ -4,6 +4,7 @@ a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whate
     GemmRule        Gemm(A, B[, C])                                  gemm.py
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
     MatMulRule      MatMul(X, B)                                     matmul.py
+    QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
 Shared by all: the weight (constant or quantized, quantized.py), its dtype and the folded Conv weight (fc.py),
 and full-kernel classifier heads (head.py).
 
@@ -18,7 +19,8 @@ import onnx
 from ..graph_index import GraphIndex
 from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
-from .plan import Candidate, CheckContext, Head, Plan, Quantized, Skip
+from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
+from .qlinear import QGemmRule, QLinearMatMulRule
 
 
 class Rule(Protocol):
@@ -31,7 +33,7 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule()]
+RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule()]
 
 
 def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:

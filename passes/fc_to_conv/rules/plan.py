@@ -59,6 +59,18 @@ class Quantized:
 
 
 @dataclass
+class QLinear:
+    """The quantization of a QOperator layer (QLinearMatMul, QGemm) that its QLinearConv takes over: the names of
+    the activation's and the output's scale and zero point, and the weight's, re-laid for the Conv."""
+    x_scale: str
+    x_zero_point: str
+    w_scale: np.ndarray
+    w_zero_point: np.ndarray
+    y_scale: str
+    y_zero_point: str
+
+
+@dataclass
 class Plan:
     cand: Candidate
     x_dims: List[Dim]            # dims of the activation as it enters the layer
@@ -76,6 +88,7 @@ class Plan:
     post_scale: float = 1.0      # beta for a non-constant C
     head: Optional[Head] = None  # full-kernel conversion of a classifier head
     quant: Optional[Quantized] = None
+    qlinear: Optional[QLinear] = None   # op == "QLinearConv"
     notes: List[str] = field(default_factory=list)
 
     @property

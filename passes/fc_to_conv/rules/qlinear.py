@@ -1,0 +1,111 @@
+"""QOperator FC layers (onnxruntime's quantize_static with QuantFormat.QOperator) become QLinearConv:
+
+    QLinearMatMul(a, a_scale, a_zp, B, b_scale, b_zp, y_scale, y_zp)             B [K, N] constant
+    QGemm(A, a_scale, a_zp, B, b_scale, b_zp[, C][, y_scale, y_zp]) (com.microsoft, transA, transB, alpha)
+        ->  QLinearConv(x, a_scale, a_zp, W [N, K, 1, 1], w_scale, w_zp, y_scale, y_zp[, C int32 [N]])
+
+W = B'^T re-laid as for Conv; a per-column scale and zero point of B are per output channel of W; alpha folds
+into w_scale (C is scaled by a_scale * b_scale in both). The activation's integers are laid out for the Conv.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import onnx
+
+from .. import fold
+from ..graph_index import GraphIndex, attr
+from . import fc
+from .plan import Candidate, CheckContext, Plan, QLinear, Skip
+from .quantized import QUANT_TYPES
+
+_SCALES = {"QLinearMatMul": (1, 2, 4, 5, 6, 7), "QGemm": (1, 2, 4, 5, 7, 8)}
+
+
+class QLinearMatMulRule:
+    op = "QLinearMatMul"
+    domains = ("", "ai.onnx")
+
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+        if node.op_type != self.op or node.domain not in self.domains or len(node.input) < 4:
+            return None
+        return Candidate(node, self.op, node.input[0], node.input[3], rule=self,
+                         trans_a=bool(attr(node, "transA", 0)), trans_b=bool(attr(node, "transB", 0)),
+                         alpha=float(attr(node, "alpha", 1.0)))
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        found = _quantization(cand, ctx)
+        if isinstance(found, str):
+            return Skip(cand, found)
+        b, qlinear = found
+        k, n = (b.shape[1], b.shape[0]) if cand.trans_b else b.shape
+        x_dims = _x_dims(cand, ctx)
+        if isinstance(x_dims, str):
+            return Skip(cand, x_dims)
+        why = fc.features_reason(cand, x_dims, k)
+        if why:
+            return Skip(cand, why)
+        x_dims[-1] = k
+        qlinear.w_scale = _per_n(qlinear.w_scale, n, cand.alpha)
+        qlinear.w_zero_point = _per_n(qlinear.w_zero_point, n)
+        dtype = ctx.shapes.get(cand.node.output[0], (onnx.TensorProto.UINT8, None))[0] or onnx.TensorProto.UINT8
+        consts, name, trans_b = ctx.consts, cand.w, cand.trans_b
+        plan = Plan(cand, x_dims, k, n, dtype, lambda: fold.conv_weight(consts.value(name), trans_b),
+                    (cand.w, trans_b, "qlinear"), op="QLinearConv", qlinear=qlinear)
+        return _bias(plan, ctx)
+
+
+class QGemmRule(QLinearMatMulRule):
+    op = "QGemm"
+    domains = ("com.microsoft",)
+
+
+def _quantization(cand: Candidate, ctx: CheckContext):
+    node, consts = cand.node, ctx.consts
+    if cand.op == "QGemm" and (len(node.input) < 9 or not node.input[7]):
+        return "QGemm with a float output (no y_scale): QLinearConv has no float output"
+    if cand.op == "QLinearMatMul" and len(node.input) != 8:
+        return f"QLinearMatMul with {len(node.input)} inputs"
+    b = consts.value(cand.w)
+    if b is None:
+        return "weight is not a constant: " + consts.reason(cand.w)
+    if b.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(b.dtype) not in QUANT_TYPES[:2]:
+        return f"weight is {b.dtype} {list(b.shape)}: QLinearConv takes a 2-D int8 or uint8 weight here"
+    x_s, x_z, w_s, w_z, y_s, y_z = (node.input[i] for i in _SCALES[cand.op])
+    w_scale, w_zero = consts.value(w_s), consts.value(w_z) if w_z else np.zeros((), b.dtype)
+    if w_scale is None or w_zero is None:
+        return "the weight's scale or zero point is not a constant"
+    return b, QLinear(x_s, x_z, w_scale, w_zero, y_s, y_z)
+
+
+def _x_dims(cand: Candidate, ctx: CheckContext):
+    x_type = ctx.shapes.get(cand.x)
+    if x_type is None or x_type[1] is None:
+        return f"rank of activation '{cand.x}' is unknown (shape inference could not derive it)"
+    dims = list(x_type[1])
+    if cand.op == "QGemm":
+        return [dims[1], dims[0]] if cand.trans_a else dims
+    if not 1 <= len(dims) <= fc.MAX_RANK:
+        return f"activation '{cand.x}' has rank {len(dims)}: ranks 1 to {fc.MAX_RANK} are laid out as images"
+    return dims
+
+
+def _per_n(value: np.ndarray, n: int, alpha: float = 1.0) -> np.ndarray:
+    """A per-tensor or per-column (N) quantization parameter as QLinearConv takes it: a scalar, or one per output
+    channel; alpha folded into a scale."""
+    flat = value.reshape(-1)
+    if alpha != 1.0:
+        flat = (flat.astype(np.float64) * alpha).astype(value.dtype)
+    return flat.reshape(()) if flat.size == 1 else flat
+
+
+def _bias(plan: Plan, ctx: CheckContext) -> Union[Plan, Skip]:
+    node = plan.cand.node
+    if plan.cand.op != "QGemm" or len(node.input) < 7 or not node.input[6]:
+        return plan
+    c = ctx.consts.value(node.input[6])
+    if c is None or c.dtype != np.int32 or c.size not in (1, plan.n):
+        return Skip(plan.cand, "QGemm's C is not a constant int32 per-channel bias")
+    plan.bias, plan.bias_key = np.ascontiguousarray(np.broadcast_to(c.reshape(-1), (plan.n,))), (node.input[6],)
+    return plan
