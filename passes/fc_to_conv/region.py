@@ -31,6 +31,7 @@ UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "El
          "ThresholdedRelu", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Clip", "Dropout"}
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum"}
 QDQ = {"QuantizeLinear", "DequantizeLinear"}   # per-tensor: each value on its own
+QLINEAR_BINARY = {"QLinearAdd", "QLinearMul"}    # com.microsoft, QOperator models: scales and zero points scalar
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
              shapes: Dict[str, TypeShape]) -> Optional[Image]:
-    if node.domain not in ("", "ai.onnx") or node.op_type not in UNARY | BINARY | QDQ or not node.output:
+    if not node.output or not (node.domain in ("", "ai.onnx") and node.op_type in UNARY | BINARY | QDQ
+                                or node.domain == "com.microsoft" and node.op_type in QLINEAR_BINARY):
         return None
     if node.op_type in QDQ and not per_tensor(node, consts):
         return None  # a per-channel scale runs along the last dim, which the image moves to axis 1

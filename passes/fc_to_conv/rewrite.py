@@ -78,6 +78,12 @@ class _Writer:
             q = plan.qlinear
             inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
                       em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
+        if plan.zero_points is not None:  # ConvInteger(x, w[, x_zero_point, w_zero_point])
+            z = plan.zero_points
+            if z.w_zero_point is not None:
+                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
+            elif z.x_zero_point:
+                inputs.append(z.x_zero_point)
         if plan.bias is not None:
             if plan.bias_key not in self.weights:
                 self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)

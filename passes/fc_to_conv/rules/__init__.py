@@ -5,6 +5,7 @@ a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whate
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
     MatMulRule      MatMul(X, B)                                     matmul.py
     QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
+    MatMulIntegerRule   dynamic quantization -> ConvInteger          qlinear.py
 Shared by all: the weight (constant or quantized, quantized.py), its dtype and the folded Conv weight (fc.py),
 and full-kernel classifier heads (head.py).
 
@@ -20,7 +21,7 @@ from ..graph_index import GraphIndex
 from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
 from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
-from .qlinear import QGemmRule, QLinearMatMulRule
+from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 
 
 class Rule(Protocol):
@@ -33,7 +34,8 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule()]
+RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule(),
+                     MatMulIntegerRule()]
 
 
 def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:

@@ -71,6 +71,14 @@ class QLinear:
 
 
 @dataclass
+class ZeroPoints:
+    """What a MatMulInteger layer's ConvInteger takes besides its input and weight: the activation's zero point
+    (a tensor name, often DynamicQuantizeLinear's; "" for none) and the weight's, per output channel or one."""
+    x_zero_point: str
+    w_zero_point: Optional[np.ndarray]
+
+
+@dataclass
 class Plan:
     cand: Candidate
     x_dims: List[Dim]            # dims of the activation as it enters the layer
@@ -89,6 +97,7 @@ class Plan:
     head: Optional[Head] = None  # full-kernel conversion of a classifier head
     quant: Optional[Quantized] = None
     qlinear: Optional[QLinear] = None   # op == "QLinearConv"
+    zero_points: Optional[ZeroPoints] = None   # op == "ConvInteger"
     notes: List[str] = field(default_factory=list)
 
     @property

@@ -6,6 +6,10 @@
 
 W = B'^T re-laid as for Conv; a per-column scale and zero point of B are per output channel of W; alpha folds
 into w_scale (C is scaled by a_scale * b_scale in both). The activation's integers are laid out for the Conv.
+
+Dynamic quantization (quantize_dynamic) writes DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scale):
+
+    MatMulInteger(a, B[, a_zp, b_zp])  ->  ConvInteger(x, W [N, K, 1, 1][, a_zp, w_zp])     (int32 either way)
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import onnx
 from .. import fold
 from ..graph_index import GraphIndex, attr
 from . import fc
-from .plan import Candidate, CheckContext, Plan, QLinear, Skip
+from .plan import Candidate, CheckContext, Plan, QLinear, Skip, ZeroPoints
 from .quantized import QUANT_TYPES
 
 _SCALES = {"QLinearMatMul": (1, 2, 4, 5, 6, 7), "QGemm": (1, 2, 4, 5, 7, 8)}
@@ -109,3 +113,36 @@ def _bias(plan: Plan, ctx: CheckContext) -> Union[Plan, Skip]:
         return Skip(plan.cand, "QGemm's C is not a constant int32 per-channel bias")
     plan.bias, plan.bias_key = np.ascontiguousarray(np.broadcast_to(c.reshape(-1), (plan.n,))), (node.input[6],)
     return plan
+
+
+class MatMulIntegerRule:
+    op = "MatMulInteger"
+
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+        if node.op_type != self.op or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            return None
+        return Candidate(node, self.op, node.input[0], node.input[1], rule=self)
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        node, consts = cand.node, ctx.consts
+        b = consts.value(cand.w)
+        if b is None:
+            return Skip(cand, "weight is not a constant: " + consts.reason(cand.w))
+        if b.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(b.dtype) not in QUANT_TYPES[:2]:
+            return Skip(cand, f"weight is {b.dtype} {list(b.shape)}: ConvInteger takes a 2-D int8 or uint8 weight")
+        w_zp = consts.value(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if len(node.input) > 3 and node.input[3] and w_zp is None:
+            return Skip(cand, "the weight's zero point is not a constant")
+        k, n = b.shape
+        x_dims = _x_dims(cand, ctx)
+        if isinstance(x_dims, str):
+            return Skip(cand, x_dims)
+        why = fc.features_reason(cand, x_dims, k)
+        if why:
+            return Skip(cand, why)
+        x_dims[-1] = k
+        zero_points = ZeroPoints(node.input[2] if len(node.input) > 2 else "",
+                                 None if w_zp is None else _per_n(w_zp, n))
+        name = cand.w
+        return Plan(cand, x_dims, k, n, onnx.TensorProto.INT32, lambda: fold.conv_weight(consts.value(name)),
+                    (cand.w, False, "integer"), op="ConvInteger", zero_points=zero_points)
