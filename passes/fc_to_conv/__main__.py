@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "never written to; new data goes to a new file)")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, nothing written) if any layer had to be reverted after failing verification")
+    p.add_argument("--convert-dynamic", action="store_true",
+                   help="also convert dynamically quantized layers (MatMulInteger -> ConvInteger); left alone by "
+                        "default: onnxruntime's CPU ConvInteger is about 12x slower than MatMulInteger")
     p.add_argument("--check-with", choices=CHECKERS,
                    help="also read, compile and run the written model with this runtime (openvino: CPU, f32) and "
                         "compare its outputs with the original's; a failure is exit 1, nothing written "
@@ -71,7 +74,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
-                          strict=args.strict, check_with=args.check_with,
+                          strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except BadInput as exc:

@@ -26,12 +26,13 @@ from .errors import BadInput
 from . import canonical, downstream
 from .external import DataSink, stream_model
 from .graph_pass import FcToConvPass, PassResult
+from .rules import rules
 from .progress import Progress
 from .report import Report, op_counts
 from .shapes import infer, light_model
 from .revert import Outcome, revert_bad_layers
 from .sinks import HeldData
-from .verify import TOLERANCES, Reference, run_checker
+from .verify import TOLERANCES, Reference, output_steps, run_checker
 
 
 @dataclass
@@ -48,9 +49,10 @@ class Options:
     strict: bool = False                # a reverted layer fails the run instead of staying unconverted
     check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too
     progress: Optional[Progress] = None  # a progress line for long runs (the CLI's, on a terminal)
+    convert_dynamic: bool = False       # MatMulInteger -> ConvInteger too (slow on onnxruntime's CPU)
 
     def make_pass(self) -> FcToConvPass:
-        return FcToConvPass(self.layout, self.mode)
+        return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic))
 
 
 def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
@@ -121,7 +123,7 @@ class _OnDisk:
 def _reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options) -> Reference:
     feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
                                  options.inputs)
-    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress)
+    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress, output_steps(info))
 
 
 def _verify(job, first: Outcome, original, reference: Reference, options: Options):

@@ -86,7 +86,7 @@ def _openvino(path: str, reference: Reference, rtol: float, atol: float) -> Down
             for name, ref in zip(reference.names, refs):
                 value = np.asarray(got[ports[name]]).copy()
                 checks[name] = compare_output(name, np.asarray(ref), _as(value, np.asarray(ref)), rtol, atol,
-                                              checks.get(name))
+                                              checks.get(name), reference.steps.get(name, 0.0))
     except Exception as exc:
         result.error = f"OpenVINO cannot compile or run the written model: {first_line(exc)}"
         return result

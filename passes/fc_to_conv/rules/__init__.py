@@ -5,7 +5,8 @@ a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whate
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
     MatMulRule      MatMul(X, B)                                     matmul.py
     QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
-    MatMulIntegerRule   dynamic quantization -> ConvInteger          qlinear.py
+    KnownRule       MatMulNBits, DynamicQuantizeMatMul, ...: counted, each left alone with its reason   known.py
+    MatMulIntegerRule   dynamic quantization -> ConvInteger (only with --convert-dynamic)   qlinear.py
 Shared by all: the weight (constant or quantized, quantized.py), its dtype and the folded Conv weight (fc.py),
 and full-kernel classifier heads (head.py).
 
@@ -21,6 +22,7 @@ from ..graph_index import GraphIndex
 from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
 from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
+from .known import KnownRule
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 
 
@@ -34,8 +36,13 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule(),
+RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule(), KnownRule(),
                      MatMulIntegerRule()]
+
+
+def rules(convert_dynamic: bool = False) -> List[Rule]:
+    """The rules in order; with `convert_dynamic`, MatMulInteger layers convert too (see MatMulIntegerRule)."""
+    return RULES[:-1] + [MatMulIntegerRule(convert_dynamic)]
 
 
 def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:

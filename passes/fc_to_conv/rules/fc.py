@@ -54,7 +54,7 @@ def weight(cand: Candidate, ctx: CheckContext) -> Union[str, Weight]:
 
 def not_constant(cand: Candidate, ctx: CheckContext) -> str:
     consts = ctx.consts
-    if cand.op == "MatMul":
+    if cand.op != "Gemm":
         if consts.value(cand.x) is not None:
             return "the constant is the left operand (W @ x): not a rewritable FC layer"
         if consts.index.producer.get(cand.w) is not None and consts.index.producer.get(cand.x) is not None:

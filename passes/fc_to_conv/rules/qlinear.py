@@ -73,7 +73,7 @@ def _quantization(cand: Candidate, ctx: CheckContext):
         return f"QLinearMatMul with {len(node.input)} inputs"
     b = consts.value(cand.w)
     if b is None:
-        return "weight is not a constant: " + consts.reason(cand.w)
+        return fc.not_constant(cand, ctx)
     if b.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(b.dtype) not in QUANT_TYPES[:2]:
         return f"weight is {b.dtype} {list(b.shape)}: QLinearConv takes a 2-D int8 or uint8 weight here"
     x_s, x_z, w_s, w_z, y_s, y_z = (node.input[i] for i in _SCALES[cand.op])
@@ -116,7 +116,16 @@ def _bias(plan: Plan, ctx: CheckContext) -> Union[Plan, Skip]:
 
 
 class MatMulIntegerRule:
+    """Off by default (`convert`=False): onnxruntime's CPU ConvInteger has no fast kernel. On one 128 x 128 x 128
+    layer it took 92 us against MatMulInteger's 7.8 us (1 thread), and onnxruntime fuses the original's
+    DynamicQuantizeLinear -> MatMulInteger -> Mul into one DynamicQuantizeMatMul: converted BERT and ViT ran 2.6x
+    slower. A compiler with a real integer convolution may want it anyway: --convert-dynamic."""
     op = "MatMulInteger"
+    SLOW = ("dynamic quantization (MatMulInteger): onnxruntime's ConvInteger is about 12x slower than MatMulInteger "
+            "on CPU, so the layer is left as it is (--convert-dynamic converts it anyway)")
+
+    def __init__(self, convert: bool = False):
+        self.convert = convert
 
     def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
         if node.op_type != self.op or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
@@ -127,7 +136,9 @@ class MatMulIntegerRule:
         node, consts = cand.node, ctx.consts
         b = consts.value(cand.w)
         if b is None:
-            return Skip(cand, "weight is not a constant: " + consts.reason(cand.w))
+            return Skip(cand, fc.not_constant(cand, ctx))
+        if not self.convert:
+            return Skip(cand, self.SLOW)
         if b.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(b.dtype) not in QUANT_TYPES[:2]:
             return Skip(cand, f"weight is {b.dtype} {list(b.shape)}: ConvInteger takes a 2-D int8 or uint8 weight")
         w_zp = consts.value(node.input[3]) if len(node.input) > 3 and node.input[3] else None

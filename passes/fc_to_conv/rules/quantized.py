@@ -31,6 +31,8 @@ def find_quantized(name: str, consts: Constants) -> Union[None, str, Tuple[np.nd
     if isinstance(trt, str):
         return trt
     q = consts.value(node.input[0]) if trt is None else trt[0]
+    if q is None and consts.index.producer.get(node.input[0]) is not None:
+        return None  # dequantizes a run-time tensor: the check says what the layer is
     if q is None or scale is None or (len(node.input) > 2 and node.input[2] and zp is None):
         return "the weight's DequantizeLinear has inputs that are not constants"
     if q.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(q.dtype) not in QUANT_TYPES or scale.ndim > 1:
@@ -55,8 +57,10 @@ def _float_quantized(dq: onnx.NodeProto, consts: Constants):
     if q_node is None or q_node.op_type != "QuantizeLinear" or q_node.domain not in ("", "ai.onnx"):
         return None
     w = consts.peek(q_node.input[0])
+    if w is None:
+        return None  # an activation's Q -> DQ pair (attention's K and V, say): not a weight
     scale, zp = _scale_and_zero_point(q_node, consts)
-    if w is None or scale is None or (len(q_node.input) > 2 and q_node.input[2] and zp is None):
+    if scale is None or (len(q_node.input) > 2 and q_node.input[2] and zp is None):
         return "the weight's QuantizeLinear -> DequantizeLinear has inputs that are not constants"
     if attr(q_node, "block_size", 0) or attr(q_node, "axis", 1) != attr(dq, "axis", 1) and scale.size > 1:
         return "the weight's QuantizeLinear and DequantizeLinear quantize along different axes: not kept"
