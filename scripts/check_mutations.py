@@ -49,6 +49,12 @@ MUTATIONS = {
     "kernel_shape dropped": (
         PKG + "rewrite.py", "                                              kernel_shape=list(plan.kernel)))",
         "                                              ))", ["tests/test_heads.py", "tests/test_rewrite.py"]),
+    "quantized bias folded to float": (
+        PKG + "rules/quantized.py", '    QDQ compiler sees the bias of a quantized Conv."""\n',
+        '    QDQ compiler sees the bias of a quantized Conv."""\n    return False\n', ["tests/test_quantized_models.py"]),
+    "quantized activations leave the image layout": (
+        PKG + "region.py", '    if node.op_type in QDQ and not per_tensor(node, consts):',
+        '    if node.op_type in QDQ:', ["tests/test_quantized_models.py"]),
     "revert loop unbounded": (
         PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
         ["tests/test_revert.py"]),

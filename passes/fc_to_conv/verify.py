@@ -189,6 +189,7 @@ class Reference:
     def __init__(self, original: Union[onnx.ModelProto, str], names: List[str], feeds: List[Dict[str, np.ndarray]],
                  progress: Optional[Progress] = None, steps: Optional[Dict[str, float]] = None):
         self.feeds, self.names, self.steps = feeds, names, steps or {}
+        self.original = original   # a second runtime may run it too (downstream.py)
         self.progress = progress or Progress(None)
         self.error: Optional[str] = None
         self.outputs: List[list] = []
