@@ -1,20 +1,38 @@
 """Measure how far a correct FC -> Conv rewrite drifts from the original on onnxruntime CPU, and how far the
-typical wrong rewrites land, to choose verify.TOLERANCES.
+typical wrong rewrites land, to choose verify.TOLERANCES (and, with --quantized, verify.QUANTIZED_STEPS).
 
-    python scripts/calibrate_tolerances.py
+    python scripts/calibrate_tolerances.py [--quantized]
 
 For each dtype and size: a MatMul+Add layer [M, K] x [K, N] + b on standard-normal data, converted by the pass
 (spatial and batch layouts), compared with verify.compare_output. Then three deliberate bugs on the same layer:
 the bias dropped, alpha 0.5 ignored (weight scaled by 2), and the weight transposed wrongly (square layers only).
 Prints the worst norm_err of correct rewrites and the smallest norm_err of the bugs.
+
+--quantized: the models of models/quantized/ and onnxruntime-quantized copies of the float BERT, ViT, CNN and MLP
+(QDQ uint8 per tensor and per channel, QDQ uint16, QOperator), each converted and run against the original on
+20 input sets; the difference of each quantized output is counted in its quantization steps (max_abs / scale).
+The bugs: every bias dropped from the converted layers, and the first layer's weight scale doubled.
 """
 from __future__ import annotations
 
 import numpy as np
 from onnx import helper, numpy_helper
 
+import argparse
+import glob
+import os
+import sys
+import tempfile
+
+import onnx
+
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.verify import compare_output, session
+from passes.fc_to_conv.inputs import make_feeds
+from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.shapes import infer
+from passes.fc_to_conv.verify import compare_output, output_steps, session
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def layer(m: int, k: int, n: int, dtype, seed: int, bias_scale: float = 0.1):
@@ -67,5 +85,82 @@ def main() -> None:
               f"{best_bug[key]:.2e}; ratio {best_bug[key] / max(worst[key], 1e-30):.0f}x")
 
 
+def _steps(original, converted, feeds, steps):
+    """The worst difference over the feeds, per quantized output, in quantization steps."""
+    a, b = session(original), session(converted)
+    worst = 0.0
+    for feed in feeds:
+        for name, ref, got in zip([o.name for o in original.graph.output], a.run(None, feed), b.run(None, feed)):
+            if name in steps:
+                worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))) / steps[name])
+    return worst
+
+
+def _bugs(converted):
+    """Two wrong models: every converted layer's bias dropped; the first quantized weight's scale doubled."""
+    no_bias = onnx.ModelProto()
+    no_bias.CopyFrom(converted)
+    dropped = 0
+    for n in no_bias.graph.node:
+        if n.op_type in ("Conv", "QLinearConv") and len(n.input) in (3, 9):
+            del n.input[-1]
+            dropped += 1
+    scaled = onnx.ModelProto()
+    scaled.CopyFrom(converted)
+    producer = {o: n for n in scaled.graph.node for o in n.output}
+    inits = {t.name: t for t in scaled.graph.initializer}
+    conv = next(n for n in scaled.graph.node if n.op_type in ("Conv", "QLinearConv"))
+    scale = conv.input[4] if conv.op_type == "QLinearConv" else producer[conv.input[1]].input[1]
+    inits[scale].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(inits[scale]) * 2, scale))
+    return {"bias dropped": no_bias if dropped else None, "scale x2": scaled}
+
+
+def quantized_models(tmp):
+    sys.path.insert(0, HERE)
+    import make_quantized_models as mq
+    from onnxruntime.quantization import QuantFormat, QuantType
+    found = sorted(p for p in glob.glob(os.path.join(HERE, "..", "models", "quantized", "*.onnx"))
+                   if "dynamic" not in p)
+    mq.OUT = tmp
+    for src in ("bert_tiny", "vit_tiny", "cnn_classifier", "mlp"):
+        for tag, fmt, act, pc in [("u8_pt", QuantFormat.QDQ, QuantType.QUInt8, False),
+                                  ("u8_pc", QuantFormat.QDQ, QuantType.QUInt8, True),
+                                  ("u16_pc", QuantFormat.QDQ, QuantType.QUInt16, True),
+                                  ("qop", QuantFormat.QOperator, QuantType.QUInt8, False)]:
+            mq.static(src + ".onnx", f"{src}_{tag}.onnx", fmt, act, pc)
+            found.append(os.path.join(tmp, f"{src}_{tag}.onnx"))
+    return found
+
+
+def calibrate_quantized() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        paths = quantized_models(tmp)
+        os.chdir(cwd)
+        print(f"\n{'model':32} {'steps (correct)':>15} | {'bug: bias dropped':>17} {'bug: scale x2':>13}")
+        worst, best_bug = 0.0, np.inf
+        for path in paths:
+            model, _ = load(path)
+            steps = output_steps(model)
+            if not steps:
+                continue
+            new, report = convert(model, Options(verify=False))
+            feeds = make_feeds(model, infer(model), 20, seed=1)
+            correct = _steps(model, new, feeds, steps)
+            bugs = {k: _steps(model, m, feeds, steps) if m is not None else np.nan for k, m in _bugs(new).items()}
+            bugs = {k: b if b else np.nan for k, b in bugs.items()}   # 0: seen only by float outputs (fp32 rtol)
+            worst, best_bug = max(worst, correct), min(best_bug, *(b for b in bugs.values() if b == b))
+            print(f"{os.path.basename(path):32} {correct:15.3g} | {bugs['bias dropped']:17.3g} "
+                  f"{bugs['scale x2']:13.3g}")
+        print(f"quantized outputs: worst difference of a correct rewrite {worst:.3g} steps; smallest of a bug "
+              f"{best_bug:.3g} steps (nan: no quantized output sees it; no bias to drop, or only a float output changes)")
+
+
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quantized", action="store_true")
+    if ap.parse_args().quantized:
+        calibrate_quantized()
+    else:
+        main()
