@@ -30,6 +30,15 @@ CASES = [  # model, fixed input shapes, label
     ("mlp", {"x": [1, 32]}, "MLP, batch 1"),
     ("mlp", {"x": [64, 32]}, "MLP, batch 64"),
 ]
+QUANTIZED = [  # --quantized: models/quantized/ (scripts/make_quantized_models.py)
+    ("quantized/mlp_qdq_u8", {"x": [1, 32]}, "MLP, QDQ u8 per tensor, batch 1"),
+    ("quantized/cnn_qdq_u8_pc", {"image": [1, 3, 32, 32]}, "CNN, QDQ u8 per channel, batch 1"),
+    ("quantized/vit_qdq_u8_pc", {"image": [1, 3, 32, 32]}, "ViT, QDQ u8 per channel, batch 1"),
+    ("quantized/bert_qdq_u16", {"input_ids": [1, 128], "attention_mask": [1, 128]}, "BERT, QDQ u16, seq 128"),
+    ("quantized/mlp_qoperator", {"x": [1, 32]}, "MLP, QOperator, batch 1"),
+    ("quantized/cnn_qoperator", {"image": [1, 3, 32, 32]}, "CNN, QOperator, batch 1"),
+    ("quantized/mlp_tensorrt", {"x": [1, 32]}, "MLP, TensorRT-style Q/DQ, batch 1"),
+]
 
 
 THREADS = 1
@@ -61,6 +70,9 @@ def main():
     ap.add_argument("--models", nargs="*")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (0: onnxruntime's default)")
     ap.add_argument("--bert-base", metavar="PATH", help="also time scripts/export_bert_base.py's model")
+    ap.add_argument("--quantized", action="store_true", help="the quantized models of models/quantized/ instead")
+    ap.add_argument("--extra", nargs="*", default=[], metavar="PATH:NAME=DxD,...",
+                    help="more models, e.g. /tmp/bert_qdq.onnx:input_ids=1x128,attention_mask=1x128")
     a = ap.parse_args()
     global THREADS
     THREADS = a.threads
@@ -68,7 +80,11 @@ def main():
     print(f"onnxruntime {ort.__version__} CPU, {threads}, default optimizations; median of {a.runs} runs each\n")
     print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
     print("|---|---|---|---|---|---|---|")
-    cases = CASES
+    cases = QUANTIZED if a.quantized else CASES
+    for extra in a.extra:
+        path, _, dims = extra.partition(":")
+        shapes = {k: [int(d) for d in v.split("x")] for k, v in (p.split("=") for p in dims.split(",") if p)}
+        cases = cases + [(path, shapes, os.path.basename(path))]
     if a.bert_base:
         cases = CASES + [(a.bert_base, {"input_ids": [1, 128], "attention_mask": [1, 128]},
                           "BERT-base (110M), batch 1, seq 128")]

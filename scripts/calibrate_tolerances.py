@@ -8,10 +8,11 @@ For each dtype and size: a MatMul+Add layer [M, K] x [K, N] + b on standard-norm
 the bias dropped, alpha 0.5 ignored (weight scaled by 2), and the weight transposed wrongly (square layers only).
 Prints the worst norm_err of correct rewrites and the smallest norm_err of the bugs.
 
---quantized: the models of models/quantized/ and onnxruntime-quantized copies of the float BERT, ViT, CNN and MLP
-(QDQ uint8 per tensor and per channel, QDQ uint16, QOperator), each converted and run against the original on
-20 input sets; the difference of each quantized output is counted in its quantization steps (max_abs / scale).
-The bugs: every bias dropped from the converted layers, and the first layer's weight scale doubled.
+--quantized [--extra FLOAT.onnx ...]: the models of models/quantized/ and onnxruntime-quantized copies of the float
+BERT, ViT, CNN and MLP (and of the --extra models): QDQ uint8 per tensor and per channel, QDQ uint16, QOperator;
+each converted and run against the original on 20 input sets. The difference of each quantized output is counted
+in its quantization steps (max_abs / scale), that of a float output (after LayerNorm, say) in norm_err. The bugs:
+every bias dropped from the converted layers, and the first layer's weight scale doubled.
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.inputs import make_feeds
 from passes.fc_to_conv.model_io import load
 from passes.fc_to_conv.shapes import infer
-from passes.fc_to_conv.verify import compare_output, output_steps, session
+from passes.fc_to_conv.verify import QUANTIZED_STEPS, TOLERANCES, compare_output, output_steps, session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+INTEGER = True   # quantized models are verified with their integer kernels (verify._session_options)
 
 
 def layer(m: int, k: int, n: int, dtype, seed: int, bias_scale: float = 0.1):
@@ -85,15 +87,32 @@ def main() -> None:
               f"{best_bug[key]:.2e}; ratio {best_bug[key] / max(worst[key], 1e-30):.0f}x")
 
 
-def _steps(original, converted, feeds, steps):
-    """The worst difference over the feeds, per quantized output, in quantization steps."""
-    a, b = session(original), session(converted)
-    worst = 0.0
+def _errors(original, converted, feeds, steps, integer):
+    """The worst difference over the feeds in one execution: of the quantized outputs in quantization steps, of
+    the float outputs in norm_err, and the worst output's error over its tolerance (<= 1 passes: a quantized output
+    within QUANTIZED_STEPS steps or the quantized rtol, a float output within the quantized rtol)."""
+    a, b = session(original, integer=integer), session(converted, integer=integer)
+    rtol = TOLERANCES["quantized"][0]
+    worst, worst_float, ratio = 0.0, 0.0, 0.0
     for feed in feeds:
         for name, ref, got in zip([o.name for o in original.graph.output], a.run(None, feed), b.run(None, feed)):
+            if ref.dtype.kind != "f":
+                continue
+            c = compare_output(name, ref, got, 0, 0)
             if name in steps:
-                worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))) / steps[name])
-    return worst
+                worst = max(worst, c.max_abs / steps[name])
+                ratio = max(ratio, min(c.max_abs / steps[name] / QUANTIZED_STEPS, c.norm_err / rtol))
+            else:
+                worst_float = max(worst_float, c.norm_err)
+                ratio = max(ratio, c.norm_err / rtol)
+    return worst, worst_float, ratio
+
+
+def _steps(original, converted, feeds, steps):
+    """The errors in the execution that passes best (integer kernels, or float simulation: verify.Reference
+    accepts a quantized model that passes in either)."""
+    return min((_errors(original, converted, feeds, steps, integer) for integer in (True, False)),
+               key=lambda e: e[2])
 
 
 def _bugs(converted):
@@ -115,52 +134,61 @@ def _bugs(converted):
     return {"bias dropped": no_bias if dropped else None, "scale x2": scaled}
 
 
-def quantized_models(tmp):
+def quantized_models(tmp, extra=()):
     sys.path.insert(0, HERE)
     import make_quantized_models as mq
     from onnxruntime.quantization import QuantFormat, QuantType
     found = sorted(p for p in glob.glob(os.path.join(HERE, "..", "models", "quantized", "*.onnx"))
                    if "dynamic" not in p)
     mq.OUT = tmp
-    for src in ("bert_tiny", "vit_tiny", "cnn_classifier", "mlp"):
+    mq.MODELS = os.path.join(HERE, "..", "models")
+    for src in ["bert_tiny", "vit_tiny", "cnn_classifier", "mlp"] + [os.path.abspath(p)[:-5] for p in extra]:
         for tag, fmt, act, pc in [("u8_pt", QuantFormat.QDQ, QuantType.QUInt8, False),
                                   ("u8_pc", QuantFormat.QDQ, QuantType.QUInt8, True),
                                   ("u16_pc", QuantFormat.QDQ, QuantType.QUInt16, True),
                                   ("qop", QuantFormat.QOperator, QuantType.QUInt8, False)]:
-            mq.static(src + ".onnx", f"{src}_{tag}.onnx", fmt, act, pc)
-            found.append(os.path.join(tmp, f"{src}_{tag}.onnx"))
+            name = f"{os.path.basename(src)}_{tag}.onnx"
+            mq.static(src + ".onnx", name, fmt, act, pc)   # an absolute src is taken as it is
+            found.append(os.path.join(tmp, name))
     return found
 
 
-def calibrate_quantized() -> None:
+def calibrate_quantized(extra=()) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
-        paths = quantized_models(tmp)
+        paths = quantized_models(tmp, extra)
         os.chdir(cwd)
-        print(f"\n{'model':32} {'steps (correct)':>15} | {'bug: bias dropped':>17} {'bug: scale x2':>13}")
-        worst, best_bug = 0.0, np.inf
+        print(f"\n{'model':28} {'correct: steps':>14} {'norm_err':>9} {'ratio':>7} | {'no bias: steps':>14} "
+              f"{'norm_err':>9} {'ratio':>7} | {'scale x2: steps':>15} {'norm_err':>9} {'ratio':>7}")
+        worst, best_bug, worst_f, best_bug_f, worst_r, best_bug_r = 0.0, np.inf, 0.0, np.inf, 0.0, np.inf
         for path in paths:
             model, _ = load(path)
-            steps = output_steps(model)
-            if not steps:
-                continue
             new, report = convert(model, Options(verify=False))
+            steps = output_steps(model)
             feeds = make_feeds(model, infer(model), 20, seed=1)
             correct = _steps(model, new, feeds, steps)
-            bugs = {k: _steps(model, m, feeds, steps) if m is not None else np.nan for k, m in _bugs(new).items()}
-            bugs = {k: b if b else np.nan for k, b in bugs.items()}   # 0: seen only by float outputs (fp32 rtol)
-            worst, best_bug = max(worst, correct), min(best_bug, *(b for b in bugs.values() if b == b))
-            print(f"{os.path.basename(path):32} {correct:15.3g} | {bugs['bias dropped']:17.3g} "
-                  f"{bugs['scale x2']:13.3g}")
-        print(f"quantized outputs: worst difference of a correct rewrite {worst:.3g} steps; smallest of a bug "
-              f"{best_bug:.3g} steps (nan: no quantized output sees it; no bias to drop, or only a float output changes)")
+            bugs = [_steps(model, m, feeds, steps) if m is not None else (np.nan, np.nan, np.nan)
+                    for m in _bugs(new).values()]
+            worst, worst_f, worst_r = max(worst, correct[0]), max(worst_f, correct[1]), max(worst_r, correct[2])
+            best_bug_r = min([best_bug_r] + [b[2] for b in bugs if b[2] == b[2]])
+            print(f"{os.path.basename(path):28} {correct[0]:14.3g} {correct[1]:9.2e} {correct[2]:7.2g} | "
+                  f"{bugs[0][0]:14.3g} {bugs[0][1]:9.2e} {bugs[0][2]:7.2g} | {bugs[1][0]:15.3g} {bugs[1][1]:9.2e} "
+                  f"{bugs[1][2]:7.2g}")
+        print(f"quantized models (each in the execution that passes best; ratio = worst output's error over its "
+              f"tolerance, {QUANTIZED_STEPS} steps or rtol {TOLERANCES['quantized'][0]:g}): correct rewrites at most "
+              f"{worst:.3g} steps, norm_err {worst_f:.2e}, ratio {worst_r:.2g}; the subtlest bug at ratio "
+              f"{best_bug_r:.3g} (nan: no bias to drop)")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quantized", action="store_true")
-    if ap.parse_args().quantized:
-        calibrate_quantized()
+    ap.add_argument("--extra", nargs="*", default=[], help="float models to quantize and measure too")
+    ap.add_argument("--float-simulation", action="store_true", help="run quantized models with optimizations off")
+    args = ap.parse_args()
+    INTEGER = not args.float_simulation
+    if args.quantized:
+        calibrate_quantized(args.extra)
     else:
         main()

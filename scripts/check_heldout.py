@@ -1,12 +1,16 @@
 """Held-out models: exports fc2conv was not tuned on, converted with --check-with openvino, one row each.
 
     pip install torch torchvision            # once; the tests never need them
-    python scripts/check_heldout.py [--keep DIR] [--only NAME ...]
+    python scripts/check_heldout.py [--keep DIR] [--only NAME ...] [--quantize]
 
 Each model is exported into a temporary folder (random weights; nothing is downloaded), converted by the CLI with
 `--check-with openvino`, and the written file is checked to be byte for byte what onnx.save writes. Printed per
 model: FC layers converted, the worst norm_err of onnxruntime's verification and of OpenVINO (CPU, f32) against
 the original on onnxruntime, and whether the bytes are canonical. Exit 1 if any row fails.
+
+--quantize: each export is first quantized by onnxruntime's quantizer (QDQ uint8 per channel, random calibration
+data), the form edge NPUs run; the onnxruntime column is then the worst difference in quantization steps where an
+output is quantized.
 """
 from __future__ import annotations
 
@@ -81,10 +85,45 @@ def models():
                                           p, ["image"], ["logits"], image, 17)),
         ("alexnet", lambda p: legacy(torchvision.models.alexnet().eval(), (torch.randn(1, 3, 224, 224),), p,
                                      ["image"], ["logits"], image, 17)),
+        ("lenet5", lambda p: legacy(nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)).eval(),
+            (torch.randn(1, 1, 28, 28),), p, ["image"], ["logits"], image, 17)),
         ("vit_b_16_small", lambda p: legacy(torchvision.models.VisionTransformer(
             image_size=64, patch_size=16, num_layers=2, num_heads=4, hidden_dim=128, mlp_dim=256).eval(),
             (torch.randn(1, 3, 64, 64),), p, ["image"], ["logits"], image, 17)),
     ]
+
+
+def quantize(src: str, folder: str) -> str:
+    """`src` quantized by onnxruntime's quantize_static: QDQ, uint8 activations, int8 weights per channel."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    model, rng = onnx.load(src, load_external_data=False), np.random.default_rng(0)
+    sets = []
+    for _ in range(4):
+        feed = {}
+        for i in model.graph.input:
+            dims = [d.dim_value if d.dim_value > 0 else 2 for d in i.type.tensor_type.shape.dim]
+            feed[i.name] = (rng.integers(0, 100, dims).astype(np.int64) if i.type.tensor_type.elem_type == 7
+                            else rng.standard_normal(dims).astype(np.float32))
+        sets.append(feed)
+
+    class Reader(CalibrationDataReader):
+        it = iter(sets)
+
+        def get_next(self):
+            return next(self.it, None)
+    out = src[:-5] + "_qdq.onnx"
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        quantize_static(src, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        os.chdir(cwd)
+    return out
 
 
 def canonical(path: str) -> bool:
@@ -96,6 +135,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep", help="export into this folder and keep the models")
     ap.add_argument("--only", nargs="*", help="only these names")
+    ap.add_argument("--quantize", action="store_true", help="quantize each export (QDQ u8 per channel) first")
     a = ap.parse_args()
     folder = a.keep or tempfile.mkdtemp(prefix="fc2conv-heldout-")
     os.makedirs(folder, exist_ok=True)
@@ -108,6 +148,8 @@ def main():
                 continue
             src, out, rep = (os.path.join(folder, f"{name}{s}") for s in (".onnx", "_conv.onnx", ".json"))
             export(src)
+            if a.quantize:
+                src = quantize(src, folder)
             r = subprocess.run([sys.executable, "-m", "passes.fc_to_conv", src, out, "--check-with", "openvino",
                                 "--report", rep, "--quiet"], env=env, capture_output=True, text=True)
             if r.returncode != 0 or not os.path.exists(rep):
@@ -116,7 +158,8 @@ def main():
                 continue
             report = json.load(open(rep))
             total = len(report["converted"]) + len(report["skipped"]) + len(report["reverted"])
-            ort = max(o["norm_err"] for o in report["verification"]["outputs"])
+            outputs = report["verification"]["outputs"]
+            ort = max(o["max_abs"] / o["step"] if a.quantize and o["step"] else o["norm_err"] for o in outputs)
             ov = max(o["norm_err"] for o in report["downstream"]["outputs"])
             same = canonical(out)
             failed += not same

@@ -32,7 +32,7 @@ from .report import Report, op_counts
 from .shapes import infer, light_model
 from .revert import Outcome, revert_bad_layers
 from .sinks import HeldData
-from .verify import TOLERANCES, Reference, output_steps, run_checker
+from .verify import TOLERANCES, Reference, is_quantized, output_steps, run_checker
 
 
 @dataclass
@@ -55,9 +55,10 @@ class Options:
         return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic))
 
 
-def _tolerances(result: PassResult, options: Options) -> Tuple[float, float]:
+def _tolerances(result: PassResult, options: Options, reference: Optional[Reference] = None) -> Tuple[float, float]:
     low = any(c.dtype in ("float16", "bfloat16") for c in result.converted)
-    rtol, atol = TOLERANCES["float16" if low else "float32"]
+    kind = "quantized" if reference is not None and reference.integer else "float16" if low else "float32"
+    rtol, atol = TOLERANCES[kind]
     return (options.rtol if options.rtol is not None else rtol,
             options.atol if options.atol is not None else atol)
 
@@ -123,12 +124,13 @@ class _OnDisk:
 def _reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options) -> Reference:
     feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
                                  options.inputs)
-    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress, output_steps(info))
+    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress, output_steps(info),
+                     is_quantized(info))
 
 
 def _verify(job, first: Outcome, original, reference: Reference, options: Options):
     """The verification of `first`, reverting the layers that make it wrong: the outcome kept and its verdict."""
-    rtol, atol = _tolerances(first.result, options)
+    rtol, atol = _tolerances(first.result, options, reference)
     outcome, verdict = first, reference.compare(first.target, rtol, atol)
     if not verdict.numerics_passed and reference.error is None and first.result.converted:
         def convert_layer(layer: onnx.ModelProto) -> onnx.ModelProto:
@@ -162,7 +164,7 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
         report.downstream = downstream.check(options.check_with, outcome.target, reference,
-                                             *_tolerances(result, options))
+                                             *_tolerances(result, options, reference))
     report.ops_after = outcome.ops_after
     report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
     return outcome, report

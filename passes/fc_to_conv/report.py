@@ -67,6 +67,9 @@ class Report:
             data["downstream"]["passed"] = self.downstream.passed
         return json.dumps(data, indent=2, default=str)
 
+    def _quantized(self) -> bool:
+        return any(op in self.ops_before for op in ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm"))
+
     def text(self) -> str:
         lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout})"]
         total = len(self.converted) + len(self.skipped) + len(self.reverted)
@@ -93,7 +96,9 @@ class Report:
         if v is None:
             lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")
         else:
-            lines.append(f"verification: onnxruntime CPU, optimizations off, {v.sets} input set(s), "
+            mode = "optimizations extended (a quantized model: its integer kernels)" if v.integer else \
+                "optimizations off" + (" (a quantized model, simulated in float)" if self._quantized() else "")
+            lines.append(f"verification: onnxruntime CPU, {mode}, {v.sets} input set(s), "
                          f"rtol={v.rtol:g} (on max_abs / max|ref|) atol={v.atol:g}")
             if v.error:
                 lines.append(f"  FAILED | {v.error}")

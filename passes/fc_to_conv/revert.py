@@ -24,7 +24,7 @@ import onnx
 
 from .inputs import make_feeds
 from .shapes import infer
-from .verify import Reference, Verification
+from .verify import Reference, Verification, is_quantized
 
 
 @dataclass
@@ -44,7 +44,7 @@ def check_layer(layer: onnx.ModelProto, convert: Callable[[onnx.ModelProto], onn
     """'' when the layer's rewrite matches the layer on its own, else the failure in one line."""
     feeds = make_feeds(layer, infer(layer), sets=1, seed=seed)
     names = [o.name for o in layer.graph.output]
-    verdict = Reference(layer, names, feeds).compare(convert(layer), rtol, atol)
+    verdict = Reference(layer, names, feeds, integer=is_quantized(layer)).compare(convert(layer), rtol, atol)
     return "" if verdict.numerics_passed else verdict.failure()
 
 
