@@ -91,3 +91,15 @@ def test_quantized_chains_stay_in_the_image_layout(name, tmp_path):
     assert cli(os.path.join(ROOT, "models", "quantized", name), out).returncode == 0
     ops = collections.Counter(n.op_type for n in onnx.load(str(out)).graph.node)
     assert ops["Reshape"] + ops["Transpose"] == 4, ops
+
+
+def test_a_quantized_classifier_head_is_a_full_kernel_conv(tmp_path):
+    """Flatten -> Q -> DQ -> Gemm: the per-tensor pair commutes with the Flatten, so the head's Conv reads
+    DQ(Q(map)) with a 4 x 4 kernel and the Flatten goes, as in the float CNN."""
+    out = tmp_path / "out.onnx"
+    r = cli(os.path.join(ROOT, "models", "quantized", "cnn_qdq_u8_pc.onnx"), out, "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    head = json.loads((tmp_path / "r.json").read_text())["converted"][0]
+    assert head["layout"] == "full-kernel" and head["conv_weight_shape"][2:] == [4, 4]
+    ops = collections.Counter(n.op_type for n in onnx.load(str(out)).graph.node)
+    assert "Flatten" not in ops and ops["Reshape"] == 1 and "Transpose" not in ops, ops

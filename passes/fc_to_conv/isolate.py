@@ -27,7 +27,7 @@ def layer_model(plan: Plan, consts: Constants, shapes: Dict[str, TypeShape], ops
                 ir_version: int) -> Optional[onnx.ModelProto]:
     cand = plan.cand
     quantize = consts.index.producer.get(plan.quant.q) if plan.quant and plan.quant.float_source else None
-    nodes = ([plan.head.flatten] if plan.head else []) + ([quantize] if quantize else []) \
+    nodes = ([plan.head.flatten] + plan.head.through if plan.head else []) + ([quantize] if quantize else []) \
         + ([plan.quant.node] if plan.quant else []) + [cand.node] + ([cand.add] if plan.fuse_add else [])
     x = plan.head.map if plan.head else cand.x
     produced = {o for n in nodes for o in n.output}

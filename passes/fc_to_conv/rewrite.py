@@ -60,7 +60,7 @@ class _Writer:
         em, cand = self.em, plan.cand
         hint = cand.node.name or plan.output
         if plan.head is not None:
-            x_image = plan.head.map
+            x_image = self._head_input(plan)
         elif self.region.reads_image[id(cand.node)]:
             x_image = self.image[cand.x]
         else:
@@ -110,6 +110,15 @@ class _Writer:
             term = plan.post_add
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
+
+    def _head_input(self, plan: Plan) -> str:
+        """The map a head's Conv reads; in a QDQ model, DequantizeLinear(QuantizeLinear(map)) with the pair's
+        scales, as the pair stood after the Flatten."""
+        x = plan.head.map
+        for node in plan.head.through:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            x = self.em.node(node.op_type, [x] + list(node.input[1:]), node.output[0] + "_map", **attrs)
+        return x
 
     def _quantized_weight(self, plan: Plan) -> str:
         """The re-laid integer weight; TensorRT style, QuantizeLinear of the re-laid float weight."""
@@ -220,7 +229,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         new_nodes.extend(em.nodes)
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.relaid
     removable = {id(n) for name in sources for n in consts.source_nodes(name)}
-    removable |= {id(p.head.flatten) for p in plans if p.head is not None}
+    removable |= {id(n) for p in plans if p.head is not None for n in [p.head.flatten] + p.head.through}
     removable |= {id(n) for n in writer.hoisted}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = drop_unused_nodes(new_nodes, removable, graph)

@@ -73,7 +73,8 @@ def plan(cand: Candidate, ctx: CheckContext, w: np.ndarray, quant: Optional[Quan
          n: int, alpha: float = 1.0) -> Plan:
     """The layer's Plan without its bias: the Conv weight folded from the constant or quantized weight, 1x1 or
     full-kernel on a classifier head's map (mode 'full'; not with transA, nor with a per-K quantization scale)."""
-    head = find_head(cand.x, k, ctx.consts.index, ctx.shapes) if ctx.mode == "full" and not cand.trans_a else None
+    head = find_head(cand.x, k, ctx.consts.index, ctx.shapes, ctx.consts) \
+        if ctx.mode == "full" and not cand.trans_a else None
     if head is not None and quant is not None and scale_is_per_k(quant, cand.trans_b):
         head = None
     consts, trans_b, chw = ctx.consts, cand.trans_b, head.chw if head else None

@@ -42,6 +42,7 @@ class Head:
     chw: Tuple[int, int, int]
     rows: Dim                    # N, the map's batch dim
     flatten: onnx.NodeProto      # the Flatten or Reshape that the Conv makes unnecessary
+    through: List[onnx.NodeProto] = field(default_factory=list)   # a QDQ pair after it: QuantizeLinear, DequantizeLinear
 
 
 @dataclass
