@@ -83,10 +83,12 @@ def test_unknown_rank_is_skipped():
     assert skipped_reason(m) == "rank of activation 'X' is unknown (shape inference could not derive it)"
 
 
-def test_constant_left_operand_is_skipped():
-    m = make_model([helper.make_node("MatMul", ["W", "X"], ["Y"])], [vi("X", [4, 3])], [vi("Y", [2, 3])],
-                   [init("W", rand((2, 4)))])
-    assert skipped_reason(m) == "the constant is the left operand (W @ x): not a rewritable FC layer"
+def test_constant_left_operand_of_rank_3_is_skipped():
+    """W @ x converts (tests/test_forms.py) for a 2-D W; a batched W on the left is not an FC layer."""
+    m = make_model([helper.make_node("MatMul", ["W", "X"], ["Y"])], [vi("X", [4, 3])], [vi("Y", [5, 2, 3])],
+                   [init("W", rand((5, 2, 4)))])
+    assert skipped_reason(m) == ("the constant is the left operand (W @ x) with shape [5, 2, 4]: only a 2-D W is a "
+                                 "fully connected layer")
 
 
 def test_add_that_is_not_a_per_channel_bias_stays():

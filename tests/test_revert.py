@@ -64,7 +64,7 @@ def _bug_moved_constant(mp):
     """The per-channel constant of an op moved between layers re-laid in reverse channel order."""
     real = layout.image_constant
     mp.setattr("passes.fc_to_conv.rewrite.image_constant",
-               lambda c, ch: None if real(c, ch) is None else real(c[..., ::-1].copy(), ch))
+               lambda c, ch, cf=False: None if real(c, ch, cf) is None else real(c[..., ::-1].copy(), ch, cf))
 
 
 @pytest.mark.parametrize("bug,inject,expected", [

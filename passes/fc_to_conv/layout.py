@@ -5,6 +5,10 @@ image [batch, channels, h, w] whose channels are the original last dim. FC layer
 between them, pass images of one family along without leaving it; a tensor leaves only where something outside
 needs it in its original shape.
 
+channels_first: the weight is on the left (W @ x, Conv1d-style), the channels already in place.
+    rank 2 [K, M]       Reshape [1,K,1,-1]                         ... Reshape [N,-1]
+    rank 3 [B, K, T]    Reshape [0,0,1,-1]                         ... Reshape [0,0,-1]
+
 spatial (default): rows go on the image's width, one image per leading batch entry.
     rank 1 [K]          Reshape [1,K,1,1]                          ... Reshape [N]
     rank 2 [M, K]       Transpose -> [K,M], Reshape [1,K,1,-1]     ... Reshape [N,-1], Transpose -> [M,N]
@@ -53,6 +57,10 @@ class Family:
 
     def enter(self, em: Emitter, x: str, k: int, hint: str) -> str:
         rank = len(self.lead) + 1
+        if self.kind == "channels_first":   # [K, M] or [B, K, T]: the channels are in place already
+            if self.transposed:
+                x = em.transpose(x, [1, 0], hint + "_cols")
+            return em.reshape(x, [1, k, 1, -1] if rank == 2 else [0, 0, 1, -1], hint + "_image")
         if rank == 1 or self._single_row():
             return em.reshape(x, [1, k, 1, 1], hint + "_image")
         if self.kind == "batch":
@@ -69,7 +77,9 @@ class Family:
 
     def leave(self, em: Emitter, y: str, n: int, out: str, hint: str) -> None:
         rank = len(self.lead) + 1
-        if rank == 1:
+        if self.kind == "channels_first":
+            em.reshape(y, [n, -1] if rank == 2 else [0, 0, -1], hint + "_rows", out)
+        elif rank == 1:
             em.reshape(y, [n], hint + "_rows", out)
         elif self._single_row():
             em.reshape(y, [1, n], hint + "_rows", out)
@@ -88,15 +98,25 @@ class Family:
             em.transpose(y, [0, 2, 3, 1], hint + "_rows", out)
 
 
-def family_for(layout: str, x: str, dims: List[Dim], transposed: bool = False) -> Family:
+def family_for(layout: str, x: str, dims: List[Dim], transposed: bool = False,
+               channels_first: bool = False) -> Family:
+    """The family of an FC layer's activation with `dims` (channels last; with `channels_first`, the weight is on
+    the left, W @ x, and the channels are the second-to-last dim: [K, M] or [B, K, T])."""
+    if channels_first:
+        return Family("channels_first", tuple(dims[:-2]) + tuple(dims[-1:]), transposed, x)
     return Family(layout, tuple(dims[:-1]), transposed, x)
 
 
-def image_constant(c: np.ndarray, channels: int):
+def image_constant(c: np.ndarray, channels: int, channels_first: bool = False):
     """A constant operand of an element-wise op, for the op's image form: a single value stays as it is (None),
-    a per-channel vector becomes [1, C, 1, 1]. Raises ValueError for anything that varies along the rows."""
+    a per-channel vector becomes [1, C, 1, 1] ([..., C] channels last; [..., C, 1] channels first). Raises
+    ValueError for anything that varies along the rows."""
     if c.size == 1 and c.ndim <= 4:
         return None
+    if channels_first:
+        if 2 <= c.ndim <= 3 and c.shape[-2:] == (channels, 1) and all(d == 1 for d in c.shape[:-2]):
+            return c.reshape(1, channels, 1, 1)
+        raise ValueError(f"operand of shape {list(c.shape)} is not per-channel")
     if c.ndim >= 1 and c.shape[-1] == channels and all(d == 1 for d in c.shape[:-1]) and c.ndim <= 4:
         return c.reshape(1, channels, 1, 1)
     raise ValueError(f"operand of shape {list(c.shape)} is not per-channel")

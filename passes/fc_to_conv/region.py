@@ -56,7 +56,7 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
         return Family("batch", (plan.head.rows,))
     if cand.x in image_of and not cand.trans_a:
         return image_of[cand.x].family
-    return family_for(layout, cand.x, plan.x_dims, cand.trans_a)
+    return family_for(layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
 
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
@@ -81,7 +81,7 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
         if value is None or value.ndim > rank:
             return None
         try:
-            image_constant(value, image.channels)
+            image_constant(value, image.channels, image.family.kind == "channels_first")
         except ValueError:
             return None
     out_dims = shapes.get(node.output[0], (0, None))[1]

@@ -139,7 +139,7 @@ class _Writer:
         cand, em = plan.cand, self.em
         if cand.x in self.entries and not cand.trans_a:
             return self.entries[cand.x]
-        family = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a)
+        family = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
         dq = self._per_tensor_dequantize(cand.x)
         if dq is None:
             image = family.enter(em, cand.x, plan.k, hint)
@@ -158,7 +158,7 @@ class _Writer:
             return None
         return node if per_tensor(node, self.consts) else None
 
-    def _image_constant(self, name: str, relaid: np.ndarray, channels: int) -> str:
+    def _image_constant(self, name: str, relaid: np.ndarray, channels: int, channels_first: bool) -> str:
         """A per-channel constant operand re-laid as [1, C, 1, 1]; one that a per-tensor DequantizeLinear makes of
         integers stays quantized: its integers are re-laid and dequantized again (a QDQ Add stays a QDQ Add)."""
         dq = self._per_tensor_dequantize(name)
@@ -166,7 +166,7 @@ class _Writer:
         if q is None:
             return self.em.constant(name + "_image", relaid)
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
-        q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels))
+        q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels, channels_first))
         return self.em.node("DequantizeLinear", [q_image] + list(dq.input[1:]), name + "_image", **attrs)
 
     def moved(self, node: onnx.NodeProto) -> None:
@@ -177,10 +177,11 @@ class _Writer:
             if i in self.image:
                 inputs.append(self.image[i])
                 continue
-            relaid = image_constant(self.consts.value(i), image.channels) if i else None
+            cf = image.family.kind == "channels_first"
+            relaid = image_constant(self.consts.value(i), image.channels, cf) if i else None
             if relaid is not None:
                 self.relaid.add(i)
-            inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels))
+            inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels, cf))
         out = em.names.fresh(node.output[0] + "_image")
         new = onnx.NodeProto()
         new.CopyFrom(node)

@@ -14,6 +14,7 @@ from ..graph_index import GraphIndex, attr
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
+from .weight_first import plan_weight_first
 
 
 class GemmRule:
@@ -30,6 +31,9 @@ class GemmRule:
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         if len(cand.node.input) < 2:
             return Skip(cand, f"Gemm with {len(cand.node.input)} inputs")
+        left = plan_weight_first(cand, ctx)
+        if left is not None:
+            return left
         found = fc.weight(cand, ctx)
         if isinstance(found, str):
             return Skip(cand, found)

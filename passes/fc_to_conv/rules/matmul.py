@@ -12,6 +12,7 @@ from ..graph_index import GraphIndex
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
+from .weight_first import column_bias, per_channel_column, plan_weight_first
 
 
 class MatMulRule:
@@ -25,6 +26,9 @@ class MatMulRule:
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         if len(cand.node.input) != 2:
             return Skip(cand, f"MatMul with {len(cand.node.input)} inputs")
+        left = plan_weight_first(cand, ctx)
+        if left is not None:
+            return left
         found = fc.weight(cand, ctx)
         if isinstance(found, str):
             return Skip(cand, found)
@@ -90,6 +94,12 @@ def _fuse_bias(plan: Plan, ctx: CheckContext) -> None:
         plan.notes.append(f"Add '{add}' kept: its operand is not a constant")
     elif c.dtype != plan.np_dtype:
         plan.notes.append(f"Add '{add}' kept: its operand is {c.dtype}, the weight {plan.np_dtype}")
+    elif plan.channels_first:
+        if per_channel_column(c, n, out_rank):
+            plan.bias, plan.bias_key, plan.fuse_add = column_bias(c, n), (cand.c, 1.0, "col"), True
+        else:
+            plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not one value per output "
+                              f"channel of the [..., {n}, M] output")
     elif not fold.per_channel_bias(c, n, out_rank):
         plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not a per-channel bias of "
                           f"the [..., {n}] output")

@@ -89,6 +89,7 @@ class Plan:
     fold_weight: Callable[[], np.ndarray]   # -> the Conv weight [N, K, 1, 1] (or [N, C, H, W] for a head)
     weight_key: tuple            # equal keys share one folded initializer
     op: str = "Conv"             # the Conv-like op to emit
+    channels_first: bool = False  # W @ x: x is [K, M] or [B, K, T] (layout.family_for)
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
     bias_input: Optional[str] = None    # a tensor already in the graph that is the Conv bias (a quantized one)

@@ -1,0 +1,88 @@
+"""The weight on the left: Y = W @ x, the form of Conv1d-style blocks (audio, speech) whose activations are already
+channels first:
+
+    MatMul(W [N, K], x [K, M])        ->  Reshape [1, K, 1, M], Conv(W[:, :, None, None]), Reshape [N, M]
+    MatMul(W [N, K], x [B, K, T])     ->  Reshape [B, K, 1, T], Conv, Reshape [B, N, T]
+    Gemm(A, B) with A constant        ->  the same with W = alpha * A' and x = B' (transB: B is read transposed);
+                                          beta * C for a C of shape [N, 1] (per output channel) is the Conv bias
+    MatMul(W [N, K], x [K])           ->  the usual FC layer x @ W^T
+
+No Transpose: the channels are where the Conv wants them. A bias of shape [N, 1] (or [1, N, 1]) added after the
+MatMul is the Conv bias.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import onnx
+
+from .. import fold
+from . import fc
+from .plan import Candidate, CheckContext, Plan, Skip
+
+
+def plan_weight_first(cand: Candidate, ctx: CheckContext) -> Optional[Union[Plan, Skip]]:
+    """A Plan or Skip when the left operand is a constant (and the right one is not), else None."""
+    consts = ctx.consts
+    w_name, x_name = (cand.x, cand.w)
+    w = consts.peek(w_name)
+    if w is None or consts.peek(x_name) is not None:
+        return None
+    if w.ndim != 2:
+        return Skip(cand, f"the constant is the left operand (W @ x) with shape {list(w.shape)}: only a 2-D W is a "
+                          "fully connected layer")
+    why = fc.dtype_reason(onnx.helper.np_dtype_to_tensor_dtype(w.dtype), ctx.opset)
+    if why:
+        return Skip(cand, why)
+    gemm = cand.op == "Gemm"
+    w_transposed, x_transposed = (cand.trans_a, cand.trans_b) if gemm else (False, False)
+    n, k = (w.shape[1], w.shape[0]) if w_transposed else w.shape
+    x_type = ctx.shapes.get(x_name)
+    if x_type is None or x_type[1] is None:
+        return Skip(cand, f"rank of activation '{x_name}' is unknown (shape inference could not derive it)")
+    x_dims = list(x_type[1])
+    if x_transposed:
+        x_dims = x_dims[::-1]
+    if not 1 <= len(x_dims) <= 3 or gemm and len(x_dims) != 2:
+        return Skip(cand, f"W @ x with x of rank {len(x_dims)}: ranks 1 to 3 are laid out as images")
+    feature = x_dims[-2] if len(x_dims) > 1 else x_dims[0]
+    if isinstance(feature, int) and feature != k:
+        return Skip(cand, f"activation '{x_name}' has {feature} features but the weight expects {k}")
+    cand.x, cand.w, cand.trans_a, cand.trans_b = x_name, w_name, x_transposed, not w_transposed
+    alpha = cand.alpha if gemm else 1.0
+    if len(x_dims) == 1:                         # a matrix-vector product: the usual FC layer
+        return fc.plan(cand, ctx, w, None, [k], k, n, alpha)
+    trans_b = cand.trans_b
+    plan = Plan(cand, x_dims, k, n, onnx.helper.np_dtype_to_tensor_dtype(w.dtype),
+                lambda: fold.conv_weight(consts.value(w_name), trans_b, alpha), (w_name, trans_b, alpha, "left"),
+                channels_first=True)
+    if gemm and cand.c is not None:
+        _gemm_bias(plan, ctx)
+    return plan
+
+
+def per_channel_column(c: np.ndarray, n: int, out_rank: int) -> bool:
+    """True when adding `c` to a channels-first output [..., N, M] adds c[n] to row n only: c is [N, 1] or
+    [1, N, 1] (or a single value), with no more dims than the output."""
+    if c.size == 1:
+        return c.ndim <= out_rank
+    return 2 <= c.ndim <= out_rank and c.shape[-1] == 1 and c.shape[-2] == n and all(d == 1 for d in c.shape[:-2])
+
+
+def column_bias(c: np.ndarray, n: int, beta: float = 1.0) -> np.ndarray:
+    return fold.conv_bias(c.reshape(-1), n, beta)
+
+
+def _gemm_bias(plan: Plan, ctx: CheckContext) -> None:
+    cand = plan.cand
+    c = ctx.consts.value(cand.c)
+    if c is not None and per_channel_column(c, plan.n, 2):
+        plan.bias, plan.bias_key = column_bias(c, plan.n, cand.beta).astype(plan.np_dtype), (cand.c, cand.beta, "col")
+    elif c is not None:
+        plan.post_add = fold.post_add_term(c, cand.beta).astype(plan.np_dtype)
+        plan.notes.append(f"bias '{cand.c}' of shape {list(c.shape)} is not one value per output channel: kept as an "
+                          "Add after the Conv")
+    else:
+        plan.post_add, plan.post_scale = cand.c, cand.beta
+        plan.notes.append(f"bias '{cand.c}' is not a constant: kept as an Add after the Conv")
