@@ -107,10 +107,12 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
             moved[id(node)] = node
             image_of[node.output[0]] = image
 
+    reader_plan = {**plan_of, **{id(n): p for p in plans for n in p.bypassed}}  # a wrapped Gemm reads through
+
     def image_readers(t: str) -> List[onnx.NodeProto]:
         out = []
         for c in index.consumers.get(t, []):
-            p = plan_of.get(id(c))
+            p = reader_plan.get(id(c))
             if id(c) in moved or (p is not None and p.cand.x == t and not p.cand.trans_a and p.head is None
                                   and t not in (p.cand.w, p.cand.c)):
                 out.append(c)
@@ -120,7 +122,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     while changed:
         changed = False
         for key, node in reversed(list(moved.items())):  # from the back: a trailing run unravels in one sweep
-            if not any(id(r) in plan_of or id(r) in moved for r in image_readers(node.output[0])):
+            if not any(id(r) in reader_plan or id(r) in moved for r in image_readers(node.output[0])):
                 del moved[key]
                 del image_of[node.output[0]]
                 changed = True

@@ -206,7 +206,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     too if nothing else does. New constants go straight into the main graph (Emitter.constant)."""
     progress = progress or Progress(None)
     plan_of = {id(p.cand.node): p for p in plans}
-    fused = {id(p.cand.add) for p in plans if p.fuse_add}
+    fused = {id(p.cand.add) for p in plans if p.fuse_add} | {id(n) for p in plans for n in p.absorbed}
     writer = _Writer(em, consts, region, layout)
     names_before = _tensor_names(graph)
     new_nodes: List[onnx.NodeProto] = []
@@ -231,7 +231,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.relaid
     removable = {id(n) for name in sources for n in consts.source_nodes(name)}
     removable |= {id(n) for p in plans if p.head is not None for n in [p.head.flatten] + p.head.through}
-    removable |= {id(n) for n in writer.hoisted}
+    removable |= {id(n) for n in writer.hoisted} | {id(n) for p in plans for n in p.bypassed}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = drop_unused_nodes(new_nodes, removable, graph)
     progress.end()

@@ -1,9 +1,11 @@
 """One rule per FC form. A rule matches a node (changes nothing, judges nothing) and checks the Candidate it made:
 a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whatever Conv-like op a Plan names.
 
+    WrappedGemmRule Reshape -> Gemm -> Reshape, the FC on [..., K]     gemm.py
     GemmRule        Gemm(A, B[, C])                                  gemm.py
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
-    MatMulRule      MatMul(X, B)                                     matmul.py
+    MatMulRule      MatMul(X, B), and W @ x                          matmul.py, weight_first.py
+    EinsumRule      Einsum with one constant operand that is an FC   einsum.py
     QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
     KnownRule       MatMulNBits, DynamicQuantizeMatMul, ...: counted, each left alone with its reason   known.py
     MatMulIntegerRule   dynamic quantization -> ConvInteger (only with --convert-dynamic)   qlinear.py
@@ -19,9 +21,10 @@ from typing import List, Optional, Protocol, Union
 import onnx
 
 from ..graph_index import GraphIndex
-from .gemm import GemmRule
+from .gemm import GemmRule, WrappedGemmRule
 from .matmul import MatMulAddRule, MatMulRule
 from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
+from .einsum import EinsumRule
 from .known import KnownRule
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 
@@ -36,8 +39,8 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [GemmRule(), MatMulAddRule(), MatMulRule(), QLinearMatMulRule(), QGemmRule(), KnownRule(),
-                     MatMulIntegerRule()]
+RULES: List[Rule] = [WrappedGemmRule(), GemmRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
+                     KnownRule(), MatMulIntegerRule()]
 
 
 def rules(convert_dynamic: bool = False) -> List[Rule]:

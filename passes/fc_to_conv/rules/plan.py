@@ -28,6 +28,7 @@ class Candidate:
     alpha: float = 1.0
     beta: float = 1.0
     rule: Any = None             # the Rule that matched it, and checks it
+    around: List[onnx.NodeProto] = field(default_factory=list)   # the Reshapes around a wrapped Gemm: before, after
     key: str = ""                # where the node sits ("<scope>#<position>"): stable across runs of the pass
 
     @property
@@ -101,6 +102,9 @@ class Plan:
     qlinear: Optional[QLinear] = None   # op == "QLinearConv"
     zero_points: Optional[ZeroPoints] = None   # op == "ConvInteger"
     notes: List[str] = field(default_factory=list)
+    absorbed: List[onnx.NodeProto] = field(default_factory=list)   # replaced too (a wrapped Gemm's Reshape after)
+    bypassed: List[onnx.NodeProto] = field(default_factory=list)   # no longer read (its Reshape before): removed
+    output_name: Optional[str] = None    # the tensor the rewrite produces, when not the node's (or fused Add's)
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -117,6 +121,8 @@ class Plan:
     @property
     def output(self) -> str:
         """The tensor the rewritten nodes must produce under its original name."""
+        if self.output_name:
+            return self.output_name
         return self.cand.add.output[0] if self.fuse_add else self.cand.node.output[0]
 
 
