@@ -67,9 +67,15 @@ def test_activation_times_activation_is_skipped():
 
 
 def test_batched_weight_is_skipped():
+    """A weight per group converts as a grouped Conv (tests/test_forms.py) when its groups are x's; here they are
+    not (the weight broadcasts over x's batch of 2), and a 4-D weight is no FC layer at all."""
     m = make_model([helper.make_node("MatMul", ["X", "W"], ["Y"])], [vi("X", [2, 5, 4])], [vi("Y", [2, 5, 3])],
-                   [init("W", rand((2, 4, 3)))])
-    assert skipped_reason(m) == "weight has shape [2, 4, 3]: only a 2-D weight is a fully connected layer"
+                   [init("W", rand((1, 4, 3)))])
+    assert skipped_reason(m) == ("weight has shape [1, 4, 3] and activation 'X' [2, 5, 4]: a 3-D weight is a grouped "
+                                 "layer only on [G, T, K] or [B, G, T, K] with the same static G")
+    m = make_model([helper.make_node("MatMul", ["X", "W"], ["Y"])], [vi("X", [2, 2, 5, 4])], [vi("Y", [2, 2, 5, 3])],
+                   [init("W", rand((2, 2, 4, 3)))])
+    assert skipped_reason(m) == "weight has shape [2, 2, 4, 3]: only a 2-D weight is a fully connected layer"
 
 
 def test_rank5_activation_is_skipped():

@@ -9,7 +9,7 @@ from typing import List, Set
 
 import onnx
 
-from .graph_index import producers, read_counts
+from .graph_index import producers, read_counts, readers, subgraphs
 
 
 def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
@@ -65,3 +65,36 @@ def drop_value_info(graph: onnx.GraphProto, names: Set[str]) -> None:
     keep = [v for v in graph.value_info if v.name not in names]
     del graph.value_info[:]
     graph.value_info.extend(keep)
+
+
+def drop_identities(graph: onnx.GraphProto, added: Set[str]) -> None:
+    """Remove the Identity nodes the pass made (node names in `added`; a collapsed Transpose pair leaves one):
+    their readers read the input instead, or, for a graph output, the input's producer writes the output's name.
+    An Identity whose output a subgraph reads by name, or whose input is also a graph output, stays."""
+    nodes = list(graph.node)
+    outputs = {o.name for o in graph.output}
+    readers_of = readers(nodes)
+    producer = producers(nodes)
+    dead: Set[int] = set()
+    for node in nodes:
+        if node.op_type != "Identity" or node.name not in added or node.domain not in ("", "ai.onnx"):
+            continue
+        src, out = node.input[0], node.output[0]
+        if any(True for r in readers_of.get(out, []) for _ in subgraphs(r)) or src in outputs:
+            continue
+        if out not in outputs:
+            for r in readers_of.get(out, []):
+                for i, name in enumerate(r.input):
+                    if name == out:
+                        r.input[i] = src
+            readers_of.setdefault(src, []).extend(readers_of.pop(out, []))
+        elif src in producer and readers_of.get(src) == [node]:
+            maker = producer[src]
+            maker.output[list(maker.output).index(src)] = out
+        else:
+            continue
+        dead.add(id(node))
+    if dead:
+        keep = [n for n in nodes if id(n) not in dead]
+        del graph.node[:]
+        graph.node.extend(keep)

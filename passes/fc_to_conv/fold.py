@@ -76,6 +76,12 @@ def quantized_conv_axis(axis: int, trans_b: bool) -> int:
     return 0 if dim == n_dim else 1
 
 
+def grouped_conv_weight(w: np.ndarray) -> np.ndarray:
+    """A weight per group [G, K, N] -> grouped Conv weight [G*N, K, 1, 1]: W'[g*N + n, k] = W[g, k, n]."""
+    g, k, n = w.shape
+    return np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(g * n, k, 1, 1)
+
+
 def per_channel_bias(c: np.ndarray, n: int, out_rank: int) -> bool:
     """True when adding `c` to an output of shape [..., N] (rank out_rank) adds c[n] to column n only and
     leaves the output's shape unchanged: every dim of c but the last is 1, the last is 1 or N, and c has

@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import onnx
 
-from .cleanup import prune
+from .cleanup import drop_identities, prune
 from .constants import Constants
 from .emit import Emitter
 from .graph_index import GraphIndex, Names, subgraphs
@@ -172,6 +172,7 @@ class FcToConvPass:
         for g, found in reversed(chains):
             local = simplify(g, found, shapes, em) if found else set()
             em.begin()
+            drop_identities(g, em.added)
             prune(g, local, run.ir)
             freed |= local
         prune(graph, freed | set(em.initializers), run.ir)

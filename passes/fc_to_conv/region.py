@@ -98,7 +98,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     for node in nodes:
         plan = plan_of.get(id(node))
         if plan is not None:
-            if plan.post_add is None:
+            if plan.post_add is None and plan.group == 1:
                 family = replace(input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
             continue
@@ -114,7 +114,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
         for c in index.consumers.get(t, []):
             p = reader_plan.get(id(c))
             if id(c) in moved or (p is not None and p.cand.x == t and not p.cand.trans_a and p.head is None
-                                  and t not in (p.cand.w, p.cand.c)):
+                                  and p.group == 1 and t not in (p.cand.w, p.cand.c)):
                 out.append(c)
         return out
 
@@ -132,5 +132,6 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
         readers = index.consumers.get(t, [])
         if t in index.graph_outputs or len(image_readers(t)) < len(readers):
             exits.add(t)
-    reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None for p in plans}
+    reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None and p.group == 1
+                   for p in plans}
     return Region(image_of, moved, exits, reads_image)

@@ -59,6 +59,8 @@ class _Writer:
     def layer(self, plan: Plan) -> str:
         em, cand = self.em, plan.cand
         hint = cand.node.name or plan.output
+        if plan.group > 1:
+            return self._grouped(plan, hint)
         if plan.head is not None:
             x_image = self._head_input(plan)
         elif self.region.reads_image[id(cand.node)]:
@@ -109,6 +111,22 @@ class _Writer:
         else:
             term = plan.post_add
         em.node("Add", [rows, term], hint + "_bias", plan.output)
+        return conv_name
+
+    def _grouped(self, plan: Plan, hint: str) -> str:
+        """A grouped layer, laid out and back on its own (rules/grouped.py)."""
+        em, g, k, n = self.em, plan.group, plan.k, plan.n
+        batched = len(plan.x_dims) == 4
+        perm = [0, 1, 3, 2] if batched else [0, 2, 1]
+        x = em.transpose(plan.cand.x, perm, hint + "_kt")
+        x = em.reshape(x, [0, g * k, 1, -1] if batched else [1, g * k, 1, -1], hint + "_image")
+        if plan.weight_key not in self.weights:
+            self.weights[plan.weight_key] = em.constant(plan.cand.w + "_conv", plan.fold_weight())
+        conv_name, conv_out = em.names.fresh(hint + "_conv"), em.names.fresh(plan.output + "_conv")
+        em.nodes.append(onnx.helper.make_node("Conv", [x, self.weights[plan.weight_key]], [conv_out], name=conv_name,
+                                              kernel_shape=[1, 1], group=g))
+        y = em.reshape(conv_out, [0, g, n, -1] if batched else [g, n, -1], hint + "_groups")
+        em.transpose(y, perm, hint + "_rows", plan.output)
         return conv_name
 
     def _head_input(self, plan: Plan) -> str:

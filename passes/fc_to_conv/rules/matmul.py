@@ -12,6 +12,7 @@ from ..graph_index import GraphIndex
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
+from .grouped import plan_grouped
 from .weight_first import column_bias, per_channel_column, plan_weight_first
 
 
@@ -29,6 +30,9 @@ class MatMulRule:
         left = plan_weight_first(cand, ctx)
         if left is not None:
             return left
+        w = ctx.consts.peek(cand.w)
+        if w is not None and w.ndim == 3:
+            return plan_grouped(cand, ctx)
         found = fc.weight(cand, ctx)
         if isinstance(found, str):
             return Skip(cand, found)
@@ -64,7 +68,7 @@ class MatMulAddRule(MatMulRule):
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         plan = super().check(cand, ctx)
-        if isinstance(plan, Plan):
+        if isinstance(plan, Plan) and plan.group == 1:
             _fuse_bias(plan, ctx)
         return plan
 

@@ -91,6 +91,7 @@ class Plan:
     weight_key: tuple            # equal keys share one folded initializer
     op: str = "Conv"             # the Conv-like op to emit
     channels_first: bool = False  # W @ x: x is [K, M] or [B, K, T] (layout.family_for)
+    group: int = 1               # a grouped Conv (rules/grouped.py): laid out and back on its own
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
     bias_input: Optional[str] = None    # a tensor already in the graph that is the Conv bias (a quantized one)
@@ -112,7 +113,9 @@ class Plan:
 
     @property
     def weight_shape(self) -> List[int]:
-        return [self.n, self.head.chw[0], *self.head.chw[1:]] if self.head else [self.n, self.k, 1, 1]
+        if self.head:
+            return [self.n, self.head.chw[0], *self.head.chw[1:]]
+        return [self.group * self.n, self.k, 1, 1]
 
     @property
     def kernel(self) -> Tuple[int, int]:
