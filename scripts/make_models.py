@@ -13,6 +13,9 @@
   transB=1 and a Reshape of the input.
 - if_loop.onnx: FC layers inside an If (weights from the outer scope and from the branch itself) and inside a
   Loop body (y <- Relu(y @ W + b), 3 iterations).
+- audio_block.onnx: a Conv1d-style block on [batch, 32, T], weights on the left: W @ x + b ([N, 1]), Relu.
+- grouped.onnx: x [batch, 4, seq, 16] @ W [4, 16, 8]: a constant weight per group.
+- wrapped_gemms.onnx: three Linear layers on [batch, seq, 32] as Reshape -> Gemm -> Reshape(Concat(Shape...)).
 """
 from __future__ import annotations
 
@@ -178,10 +181,69 @@ def if_loop():
     return _model(g, doc="FC layers inside If branches and a Loop body")
 
 
+def audio_block(c=32, hidden=64, frames="t"):
+    """A Conv1d-style audio block on channels-first features [batch, C, T], weights on the left as speech models
+    write them (`W @ x + b`, b of shape [N, 1]): W1 @ x + b1 -> Relu -> W2 @ h + b2 -> Relu -> W3 @ h."""
+    rng = np.random.default_rng(7)
+    nodes, inits, x, k = [], [], "features", c
+    for i, n in enumerate((hidden, hidden, 16)):
+        inits.append(numpy_helper.from_array((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [f"w{i}", x], [f"m{i}"], name=f"proj{i}"))
+        x = f"m{i}"
+        if i < 2:
+            inits.append(numpy_helper.from_array(rng.standard_normal((n, 1)).astype(np.float32) * 0.1, f"b{i}"))
+            nodes += [helper.make_node("Add", [x, f"b{i}"], [f"h{i}"], name=f"proj{i}_bias"),
+                      helper.make_node("Relu", [f"h{i}"], [f"a{i}"])]
+            x = f"a{i}"
+        k = n
+    nodes[-1].output[0] = "embeddings"
+    g = helper.make_graph(nodes, "audio_block", [helper.make_tensor_value_info("features", F, ["batch", c, frames])],
+                          [helper.make_tensor_value_info("embeddings", F, ["batch", 16, frames])], inits)
+    return _model(g, doc="Conv1d-style block, weights on the left (W @ x)")
+
+
+def grouped():
+    """A layer with a weight per group (multi-head projections written as one batched MatMul):
+    x [batch, 4, seq, 16] @ W [4, 16, 8] -> Relu."""
+    rng = np.random.default_rng(8)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="grouped_fc"), helper.make_node("Relu", ["h"], ["y"])]
+    g = helper.make_graph(nodes, "grouped", [helper.make_tensor_value_info("x", F, ["batch", 4, "seq", 16])],
+                          [helper.make_tensor_value_info("y", F, ["batch", 4, "seq", 8])],
+                          [numpy_helper.from_array((rng.standard_normal((4, 16, 8)) / 4).astype(np.float32), "w")])
+    return _model(g, doc="a constant weight per group")
+
+
+def wrapped_gemms(layers=3, k=32):
+    """Linear layers on [batch, seq, K] as older exporters wrote them: Reshape [-1, K] -> Gemm -> Reshape back to
+    Concat(Shape(x)[:2], [N]), with Relus between."""
+    rng = np.random.default_rng(9)
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        inits += [numpy_helper.from_array((rng.standard_normal((k, k)) / np.sqrt(k)).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array((rng.standard_normal(k) * 0.1).astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("Shape", [x], [f"shape{i}"]),
+                  helper.make_node("Slice", [f"shape{i}", "zero", "two"], [f"lead{i}"]),
+                  helper.make_node("Concat", [f"lead{i}", "k"], [f"target{i}"], axis=0),
+                  helper.make_node("Reshape", [x, "flat"], [f"rows{i}"]),
+                  helper.make_node("Gemm", [f"rows{i}", f"w{i}", f"b{i}"], [f"g{i}"], name=f"linear{i}", transB=1),
+                  helper.make_node("Reshape", [f"g{i}", f"target{i}"], [f"y{i}"])]
+        x = f"y{i}"
+        if i < layers - 1:
+            nodes.append(helper.make_node("Relu", [x], [f"r{i}"]))
+            x = f"r{i}"
+    nodes[-1].output[0] = "out"
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+              (("flat", [-1, k]), ("zero", [0]), ("two", [2]), ("k", [k]))]
+    g = helper.make_graph(nodes, "wrapped_gemms", [helper.make_tensor_value_info("x", F, ["batch", "seq", k])],
+                          [helper.make_tensor_value_info("out", F, ["batch", "seq", k])], inits)
+    return _model(g, opset=13, doc="Reshape-wrapped Gemms")
+
+
 def main():
     os.makedirs(MODELS, exist_ok=True)
     for name, build in [("chapter_fc", chapter_fc), ("mlp", mlp), ("transformer_block", transformer_block),
-                        ("computed_weights", computed_weights), ("ir3_mlp", ir3_mlp), ("if_loop", if_loop)]:
+                        ("computed_weights", computed_weights), ("ir3_mlp", ir3_mlp), ("if_loop", if_loop),
+                        ("audio_block", audio_block), ("grouped", grouped), ("wrapped_gemms", wrapped_gemms)]:
         path = os.path.join(MODELS, name + ".onnx")
         onnx.save(build(), path)
         print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path)} bytes)")

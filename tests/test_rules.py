@@ -33,7 +33,7 @@ def test_each_node_is_taken_by_the_first_rule_that_matches():
     cands = find_candidates(list(m.graph.node), GraphIndex(m.graph))
     assert [(c.name, type(c.rule).__name__) for c in cands] == [
         ("gemm", "GemmRule"), ("mm", "MatMulAddRule"), ("plain", "MatMulRule")]
-    assert [type(r).__name__ for r in RULES] == ["WrappedGemmRule", "GemmRule", "MatMulAddRule", "MatMulRule", "EinsumRule", "QLinearMatMulRule",
+    assert [type(r).__name__ for r in RULES] == ["WrappedGemmRule", "GemmRule", "WrappedMatMulRule", "MatMulAddRule", "MatMulRule", "EinsumRule", "QLinearMatMulRule",
                                                 "QGemmRule", "KnownRule", "MatMulIntegerRule"]
 
 

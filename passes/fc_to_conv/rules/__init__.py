@@ -1,7 +1,7 @@
 """One rule per FC form. A rule matches a node (changes nothing, judges nothing) and checks the Candidate it made:
 a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whatever Conv-like op a Plan names.
 
-    WrappedGemmRule Reshape -> Gemm -> Reshape, the FC on [..., K]     gemm.py
+    WrappedGemmRule, WrappedMatMulRule   Reshape -> Gemm/MatMul -> Reshape: the FC on [..., K]   wrapped.py
     GemmRule        Gemm(A, B[, C])                                  gemm.py
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
     MatMulRule      MatMul(X, B), and W @ x                          matmul.py, weight_first.py
@@ -21,8 +21,9 @@ from typing import List, Optional, Protocol, Union
 import onnx
 
 from ..graph_index import GraphIndex
-from .gemm import GemmRule, WrappedGemmRule
+from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
+from .wrapped import WrappedGemmRule, WrappedMatMulRule
 from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
 from .einsum import EinsumRule
 from .known import KnownRule
@@ -39,7 +40,7 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [WrappedGemmRule(), GemmRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
+RULES: List[Rule] = [WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
                      KnownRule(), MatMulIntegerRule()]
 
 

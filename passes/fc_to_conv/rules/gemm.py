@@ -5,7 +5,7 @@ that varies along the rows ([M, 1], [M, N]), stays an Add after the Conv (times 
 """
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import onnx
 
@@ -73,54 +73,3 @@ def _bias(plan: Plan, ctx: CheckContext, dtype) -> None:
         plan.notes.append(f"bias '{cand.c}' of shape {list(c.shape)} varies along the rows: kept as an Add after "
                           "the Conv")
 
-
-class WrappedGemmRule(GemmRule):
-    """Reshape(x [..., K] -> [-1, K]) -> Gemm -> Reshape(-> [..., N]), as older exporters wrap every Linear: the
-    FC layer on x that it is, so that its Conv reads x's image and chains of them stay 4-D as MatMul chains do.
-    Taken only when shape inference shows the Reshape after restores x's leading dims (same names or sizes), the
-    Gemm reads A untransposed, and its C, if any, is one value per output channel; else the Gemm converts alone."""
-
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
-        cand = super().match(node, index)
-        if cand is None or cand.trans_a or len(node.input) < 2:
-            return None
-        before = index.producer.get(node.input[0])
-        after = index.consumers.get(node.output[0], [])
-        if before is None or before.op_type != "Reshape" or len(after) != 1 or after[0].op_type != "Reshape" \
-                or len(index.consumers.get(node.input[0], [])) != 1 or node.output[0] in index.graph_outputs \
-                or before.domain not in ("", "ai.onnx") or after[0].domain not in ("", "ai.onnx"):
-            return None
-        cand.around = [before, after[0]]
-        return cand
-
-    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
-        plan = super().check(cand, ctx)
-        if not isinstance(plan, Plan) or plan.head is not None or plan.post_add is not None or plan.channels_first:
-            return plan
-        before, after = cand.around
-        x_dims = ctx.shapes.get(before.input[0], (0, None))[1]
-        y_dims = ctx.shapes.get(after.output[0], (0, None))[1]
-        if not x_dims or not y_dims or not 2 <= len(x_dims) <= fc.MAX_RANK or x_dims[-1] != plan.k \
-                or list(y_dims) != list(x_dims[:-1]) + [plan.n]:
-            return plan   # not provably the same layer on [..., K]: the Gemm converts on its own
-        cand.x = before.input[0]
-        plan.x_dims, plan.output_name = list(x_dims), after.output[0]
-        plan.absorbed, plan.bypassed = [after], [before] + _shape_subgraph(after, ctx.consts.index)
-        return plan
-
-
-def _shape_subgraph(reshape: onnx.NodeProto, index: GraphIndex) -> List[onnx.NodeProto]:
-    """The nodes that compute `reshape`'s target shape and nothing else (Shape -> Slice -> Concat, say): they go
-    with it."""
-    found: List[onnx.NodeProto] = []
-    ids, todo = {id(reshape)}, [reshape.input[1]] if len(reshape.input) > 1 else []
-    while todo:
-        node = index.producer.get(todo.pop())
-        if node is None or id(node) in ids or any(
-                o in index.graph_outputs or any(id(r) not in ids for r in index.consumers.get(o, []))
-                for o in node.output if o):
-            continue
-        found.append(node)
-        ids.add(id(node))
-        todo.extend(i for i in node.input if i)
-    return found
