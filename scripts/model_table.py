@@ -2,7 +2,7 @@
 
     python scripts/model_table.py
 
-For each model: FC layers (Gemm and MatMul, subgraphs included), how many became Convs (full-kernel ones
+For each model: FC layers (Gemm, MatMul and Einsum, subgraphs included), how many became Convs (full-kernel ones
 counted apart), how many stayed, the Reshape and Transpose nodes the conversion added, Flatten nodes removed,
 and the verification verdict with the worst normalized error over all outputs.
 """
@@ -25,7 +25,7 @@ def main() -> None:
         model, _ = load(path)
         _, r = convert(model)
         b, a = r.ops_before, r.ops_after
-        fc = b.get("Gemm", 0) + b.get("MatMul", 0)
+        fc = b.get("Gemm", 0) + b.get("MatMul", 0) + b.get("Einsum", 0)
         full = sum(c.layout == "full-kernel" for c in r.converted)
         why = {s.reason.split(" (")[0].split(":")[0] for s in r.skipped}
         left = f"{len(r.skipped)}" + (f" ({'; '.join(sorted(why))})" if why else "")
