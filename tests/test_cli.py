@@ -148,7 +148,27 @@ def test_unverifiable_model_exits_1_and_writes_nothing(tmp_path):
     onnx.save(m, str(src))
     r = cli(src, tmp_path / "out.onnx")
     assert r.returncode == 1
-    assert "FAILED | the original model fails on the generated inputs" in r.stderr
-    assert "--input-shape NAME:DxD" in r.stderr and "FAILED: the model was not written" in r.stderr
+    line = next(x for x in r.stderr.splitlines() if x.startswith("  FAILED | "))
+    assert line.startswith("  FAILED | the original model fails on every input tried (X [2, 4] / [3, 4] / [4, 4]; "
+                           "X [1, 4]; ")
+    assert line.endswith("give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
+    assert "FAILED: the model was not written" in r.stderr and "E:onnxruntime" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
     assert cli(src, tmp_path / "out.onnx", "--input-shape", "X:2x4").returncode == 0
+
+
+def test_an_internal_error_is_exit_1_not_bad_input(tmp_path, monkeypatch, capsys):
+    """A failure of fc2conv itself is not the input's fault: exit 1, one line that says so, nothing written."""
+    from passes.fc_to_conv import __main__ as main_module
+    src = tmp_path / "in.onnx"
+    onnx.save(matmul_add_model(["n", 8], 8, 4, (4,)), str(src))
+
+    def broken(*args, **kwargs):
+        raise ValueError("negative dimensions are not allowed")
+    monkeypatch.setattr(main_module, "convert_file", broken)
+    monkeypatch.delenv("FC2CONV_DEBUG", raising=False)
+    assert main_module.main([str(src), str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"fc2conv: internal error while converting {src} (ValueError: negative dimensions are not "
+                   "allowed); nothing was written; please report it (set FC2CONV_DEBUG=1 for a traceback)")
+    assert sorted(os.listdir(tmp_path)) == ["in.onnx"]

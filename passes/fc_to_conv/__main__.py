@@ -1,7 +1,7 @@
 """Command line: python -m passes.fc_to_conv IN.onnx OUT.onnx [options]
 
-Exit codes: 0 converted (and verified, unless --no-verify); 1 verification failed, nothing written;
-2 bad input or usage, one line on stderr, nothing written.
+Exit codes: 0 converted (and verified, unless --no-verify); 1 verification failed, or an internal error, nothing
+written; 2 bad input or usage, one line on stderr, nothing written.
 """
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as exc:  # the output cannot be written: permissions, a full disk
         print(f"fc2conv: error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # never a traceback for a model we could not handle; FC2CONV_DEBUG=1 shows it
+    except Exception as exc:  # fc2conv's own failure: exit 1, not 2 (2 means the input is bad); FC2CONV_DEBUG=1
         if os.environ.get("FC2CONV_DEBUG"):
             raise
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(f"fc2conv: error: {args.input}: could not be converted ({type(exc).__name__}: {text}); nothing was "
-              "written (set FC2CONV_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 2
+        print(f"fc2conv: internal error while converting {args.input} ({type(exc).__name__}: {text}); nothing was "
+              "written; please report it (set FC2CONV_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
     if not args.quiet or not report.written:
         print(report.text(), file=sys.stdout if report.written else sys.stderr)
     if args.report:

@@ -122,10 +122,10 @@ class _OnDisk:
 
 
 def _reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options) -> Reference:
-    feeds = feeds_mod.make_feeds(info, infer(info), options.input_sets, options.seed, options.input_shapes,
-                                 options.inputs)
-    return Reference(original, [o.name for o in info.graph.output], feeds, options.progress, output_steps(info),
-                     is_quantized(info))
+    candidates = feeds_mod.candidates(info, infer(info), options.input_sets, options.seed, options.input_shapes,
+                                      options.inputs)
+    return Reference(original, [o.name for o in info.graph.output], [], options.progress, output_steps(info),
+                     is_quantized(info), candidates)
 
 
 def _verify(job, first: Outcome, original, reference: Reference, options: Options):

@@ -8,6 +8,12 @@
   2 + i in the first set and one more in each further set, so batch and sequence differ from each other and
   between sets (a baked-in size then shows up as a failure). Unnamed dynamic dims count as distinct names.
 - `--inputs FILE.npz` supplies arrays by input name; inputs it lacks are generated as above.
+- Dims written as -1 or 0, or left unnamed, are dynamic.
+- Real models accept only some inputs (a detector's H and W multiples of 32, an audio model's sample rate one of
+  the values it compares with, a reflect Pad that needs a long enough signal). candidates() gives the input sets
+  to try, in order, until the original runs on one: the default above; then the first dim 1 and every other
+  dynamic dim 64, 224 or 32; then every dynamic dim 1 but the last, 512, 1536 or 64. An integer scalar input that
+  the graph compares with constants (Equal) takes the first of those constants instead of 1.
 """
 from __future__ import annotations
 
@@ -55,9 +61,69 @@ def _index_ranges(graph: onnx.GraphProto, shapes: Dict[str, TypeShape]) -> Dict[
     return ranges
 
 
+STRATEGIES = [("default", 0), ("first 1", 64), ("first 1", 224), ("first 1", 32), ("last", 512), ("last", 1536),
+              ("last", 64)]
+
+
+def compared_values(graph: onnx.GraphProto) -> Dict[str, List[int]]:
+    """Integer constants each tensor is compared with by an Equal of the main graph (sample rates, say)."""
+    values = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
+            values[node.output[0]] = node.attribute[0].t
+    found: Dict[str, List[int]] = {}
+    for node in graph.node:
+        if node.op_type != "Equal" or len(node.input) != 2:
+            continue
+        for a, b in (node.input, node.input[::-1]):
+            t = values.get(b)
+            if t is not None and a not in values and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+                array = onnx.numpy_helper.to_array(t)
+                if array.size == 1:
+                    found.setdefault(a, []).append(int(array.reshape(-1)[0]))
+    return found
+
+
+def candidates(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
+               fixed: Optional[Dict[str, List[int]]] = None, given: Optional[Dict[str, np.ndarray]] = None):
+    """(description, feeds) to try in order (module docstring); one when the user fixed every input."""
+    inputs = real_inputs(model.graph)
+    complete = all(i.name in (fixed or {}) or i.name in (given or {}) for i in inputs)
+    for strategy in STRATEGIES[:1] if complete else STRATEGIES:
+        feeds = make_feeds(model, shapes, sets, seed, fixed, given, strategy)
+        yield describe(feeds), feeds
+
+
+def describe(feeds: List[Dict[str, np.ndarray]]) -> str:
+    """'x [2, 4] / [3, 4], sr = 16000': each input's shapes over the sets (a scalar's value)."""
+    parts = []
+    for name, value in feeds[0].items():
+        if value.ndim == 0:
+            parts.append(f"{name} = {value.item()}")
+            continue
+        shapes = []
+        for feed in feeds:
+            if list(feed[name].shape) not in shapes:
+                shapes.append(list(feed[name].shape))
+        parts.append(f"{name} " + " / ".join(map(str, shapes)))
+    return ", ".join(parts)
+
+
+def _dim(d, axis: int, rank: int, key: str, symbols: Dict[str, int], s: int, strategy) -> int:
+    kind, value = strategy
+    if isinstance(d, int) and d > 0:
+        return d
+    if kind == "first 1":
+        return 1 if axis == 0 else value
+    if kind == "last":
+        return value if axis == rank - 1 else 1
+    symbols.setdefault(key, 2 + len(symbols))
+    return symbols[key] + s
+
+
 def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
                fixed: Optional[Dict[str, List[int]]] = None,
-               given: Optional[Dict[str, np.ndarray]] = None) -> List[Dict[str, np.ndarray]]:
+               given: Optional[Dict[str, np.ndarray]] = None, strategy=STRATEGIES[0]) -> List[Dict[str, np.ndarray]]:
     fixed, given = fixed or {}, given or {}
     inputs = real_inputs(model.graph)
     names = {i.name for i in inputs}
@@ -65,6 +131,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
         if name not in names:
             raise BadInput(f"'{name}' is not an input of the model; its inputs are: {', '.join(sorted(names))}")
     ranges = _index_ranges(model.graph, shapes)
+    compared = compared_values(model.graph)
     symbols: Dict[str, int] = {}
     feeds = []
     for s in range(sets):
@@ -80,14 +147,8 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
             if inp.name in fixed:
                 shape = fixed[inp.name]
             else:
-                shape = []
-                for j, d in enumerate(dims or []):
-                    if isinstance(d, int):
-                        shape.append(d)
-                    else:
-                        key = d if isinstance(d, str) and d else f"{inp.name}:{j}"
-                        symbols.setdefault(key, 2 + len(symbols))
-                        shape.append(symbols[key] + s)
+                shape = [_dim(d, j, len(dims), d if isinstance(d, str) and d else f"{inp.name}:{j}", symbols, s,
+                              strategy) for j, d in enumerate(dims or [])]
             dtype = helper.tensor_dtype_to_np_dtype(elem)
             if np.issubdtype(dtype, np.floating) or elem == onnx.TensorProto.BFLOAT16:
                 value = rng.standard_normal(shape).astype(dtype)
@@ -95,6 +156,8 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
                 value = rng.integers(0, 2, shape).astype(np.bool_)
             elif inp.name in ranges:
                 value = rng.integers(0, max(ranges[inp.name], 1), shape).astype(dtype)
+            elif inp.name in compared and int(np.prod(shape)) == 1:
+                value = np.full(shape, compared[inp.name][0], dtype=dtype)
             else:
                 value = np.ones(shape, dtype=dtype)
             feed[inp.name] = value

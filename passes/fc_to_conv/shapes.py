@@ -14,7 +14,7 @@ import os
 from typing import Dict, List, Optional, Tuple, Union
 
 import onnx
-from onnx import shape_inference
+from onnx import numpy_helper, shape_inference
 
 from .graph_index import subgraphs
 from .validate import elements
@@ -30,6 +30,10 @@ def _light_graph(graph: onnx.GraphProto) -> onnx.GraphProto:
     light.input.extend(graph.input)
     light.output.extend(graph.output)
     light.value_info.extend(graph.value_info)
+    for i, vi in enumerate(light.input):   # some exporters (Paddle2ONNX) write -1 for a dynamic dim: name it
+        for j, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.dim_param = f"fc2conv_dynamic_{i}_{j}"
     light.node.extend(graph.node)
     for t in graph.initializer:
         if elements(t) <= SMALL and t.data_location != onnx.TensorProto.EXTERNAL:
@@ -77,7 +81,61 @@ def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
     _collect_initializers(model.graph, table)
     if any(o and table.get(o, (0, None))[1] is None for n in model.graph.node for o in n.output):
         _fill_from_symbolic(light, table)
+        _fill_reshapes(light.graph, table)
     return table
+
+
+_SHAPE_OPS = ("Shape", "Cast", "Identity", "Slice", "Gather", "Concat", "Unsqueeze", "Squeeze", "Constant")
+
+
+def _fill_reshapes(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:
+    """The output shape of each Reshape that inference left unknown, from its target shape evaluated symbolically
+    (Shape -> Slice/Gather -> Cast -> Concat with constants, as Paddle2ONNX writes a flatten): dims of the input by
+    name, 0 copies, -1 is a new dynamic dim."""
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.dims is not None and elements(t) <= 64
+              and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)}
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or table.get(node.output[0], (0, None))[1] is not None:
+            continue
+        target = _symbolic(node.input[1], producer, values, table, 0)
+        src = table.get(node.input[0], (0, None))
+        if target is None or src[1] is None:
+            continue
+        dims = [src[1][i] if d == 0 and i < len(src[1]) else d for i, d in enumerate(target)]
+        dims = [f"fc2conv_reshaped_{node.output[0]}_{i}" if d == -1 else d for i, d in enumerate(dims)]
+        table[node.output[0]] = (src[0], dims)
+
+
+def _symbolic(name: str, producer, values, table, depth: int) -> Optional[List]:
+    """A 1-D integer tensor as a list of ints and dim names, where the ops that make it allow."""
+    if name in values:
+        return [int(v) for v in values[name].reshape(-1)]
+    node = producer.get(name)
+    if node is None or node.op_type not in _SHAPE_OPS or depth > 12:
+        return None
+    if node.op_type == "Constant":
+        t = node.attribute[0].t if node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR else None
+        return None if t is None else [int(v) for v in numpy_helper.to_array(t).reshape(-1)]
+    if node.op_type == "Shape":
+        dims = table.get(node.input[0], (0, None))[1]
+        if dims is None:
+            return None
+        start = next((a.i for a in node.attribute if a.name == "start"), 0)
+        end = next((a.i for a in node.attribute if a.name == "end"), len(dims))
+        return list(dims)[start:end]
+    args = [_symbolic(i, producer, values, table, depth + 1) if i else None for i in node.input]
+    if args[0] is None:
+        return None
+    if node.op_type in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+        return args[0]
+    if node.op_type == "Concat":
+        return None if any(a is None for a in args) else [d for a in args for d in a]
+    if node.op_type == "Gather" and len(args) > 1 and args[1] is not None:
+        return [args[0][i] for i in args[1]] if all(-len(args[0]) <= i < len(args[0]) for i in args[1]) else None
+    if node.op_type == "Slice" and len(args) >= 3 and args[1] and args[2] and len(args[1]) == 1:
+        return args[0][args[1][0]:min(args[2][0], len(args[0]))]
+    return None
 
 
 def _symbolic_shape_inference():

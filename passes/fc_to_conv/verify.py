@@ -73,6 +73,7 @@ class Verification:
     error: Optional[str] = None   # the run itself failed
     checker: str = "not run"
     integer: bool = False         # a quantized model, run with its integer kernels (_session_options)
+    inputs: str = ""              # the inputs used, when the first ones generated did not run the original
 
     @property
     def numerics_passed(self) -> bool:
@@ -109,7 +110,7 @@ def _session_options(integer: bool = False) -> ort.SessionOptions:
     so = ort.SessionOptions()  # (Reference also tries the float simulation when the integer run differs)
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED if integer
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    so.log_severity_level = 3
+    so.log_severity_level = 4   # a failure is reported in the verdict, in one line: no log on stderr
     return so
 
 
@@ -215,13 +216,30 @@ class Reference:
 
     def __init__(self, original: Union[onnx.ModelProto, str], names: List[str], feeds: List[Dict[str, np.ndarray]],
                  progress: Optional[Progress] = None, steps: Optional[Dict[str, float]] = None,
-                 integer: bool = False):
+                 integer: bool = False, candidates=None):
+        """`candidates`: (description, feeds) pairs (inputs.candidates) tried in order until the original runs on
+        one; `feeds` is then ignored. `self.inputs` says which was used when it was not the first."""
         self.feeds, self.names, self.steps, self.integer = feeds, names, steps or {}, integer
         self.original = original   # a second runtime may run it too (downstream.py)
         self.progress = progress or Progress(None)
         self.error: Optional[str] = None
+        self.inputs = ""
         self._outputs: Dict[bool, List[list]] = {}
-        self.outputs = self._run_original(integer)
+        if candidates is None:
+            self.outputs = self._run_original(integer)
+            return
+        tried = []
+        for description, feeds in candidates:
+            self.feeds, self.error, self._outputs = feeds, None, {}
+            self.outputs = self._run_original(integer)
+            if self.error is None or not self.error.startswith("the original model fails"):
+                self.inputs = description if tried else ""
+                return
+            tried.append((description, self.error.split(": ", 1)[1].split("; give")[0]))
+        if len(tried) > 1:
+            self.error = (f"the original model fails on every input tried ({'; '.join(d for d, _ in tried)}), the "
+                          f"last with: {tried[-1][1]}; give real shapes with --input-shape NAME:DxD or data with "
+                          "--inputs FILE.npz")
 
     def _run_original(self, integer: bool) -> List[list]:
         if integer in self._outputs or self.error:
@@ -248,7 +266,7 @@ class Reference:
         return result
 
     def _compare(self, rewritten, rtol: float, atol: float, integer: bool) -> Verification:
-        result = Verification(rtol, atol, len(self.feeds), integer=integer)
+        result = Verification(rtol, atol, len(self.feeds), integer=integer, inputs=self.inputs)
         expected = self._run_original(integer)
         if self.error:
             result.error = self.error
