@@ -45,17 +45,9 @@ class EinsumRule:
         if why:
             return Skip(cand, why)
         k, n = (w.shape[1], w.shape[0]) if trans_b else w.shape
-        x_type = ctx.shapes.get(cand.x)
-        if x_type is None or x_type[1] is None:
-            return Skip(cand, f"rank of activation '{cand.x}' is unknown (shape inference could not derive it)")
-        x_dims = list(x_type[1])
-        if not 1 <= len(x_dims) <= fc.MAX_RANK:
-            return Skip(cand, f"activation '{cand.x}' has rank {len(x_dims)}: ranks 1 to {fc.MAX_RANK} are laid out "
-                              "as images")
-        why = fc.features_reason(cand, x_dims, k)
-        if why:
-            return Skip(cand, why)
-        x_dims[-1] = k
+        x_dims = fc.activation(cand, ctx, k)
+        if isinstance(x_dims, str):
+            return Skip(cand, x_dims)
         return fc.plan(cand, ctx, w, None, x_dims, k, n)
 
 

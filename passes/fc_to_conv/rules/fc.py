@@ -63,6 +63,23 @@ def not_constant(cand: Candidate, ctx: CheckContext) -> str:
     return "weight is not a constant: " + consts.reason(cand.w)
 
 
+def activation(cand: Candidate, ctx: CheckContext, k: int, dims: Optional[List] = None) -> Union[str, List]:
+    """The activation's dims (from shape inference unless given) with the last one K, or why the layer cannot be
+    laid out: its rank is unknown or not 1 to MAX_RANK, or its features are not K."""
+    if dims is None:
+        x_type = ctx.shapes.get(cand.x)
+        if x_type is None or x_type[1] is None:
+            return f"rank of activation '{cand.x}' is unknown (shape inference could not derive it)"
+        dims = list(x_type[1])
+        if not 1 <= len(dims) <= MAX_RANK:
+            return f"activation '{cand.x}' has rank {len(dims)}: ranks 1 to {MAX_RANK} are laid out as images"
+    why = features_reason(cand, dims, k)
+    if why:
+        return why
+    dims[-1] = k
+    return dims
+
+
 def features_reason(cand: Candidate, x_dims: List, k: int) -> Optional[str]:
     if isinstance(x_dims[-1], int) and x_dims[-1] != k:
         return f"activation '{cand.x}' has {x_dims[-1]} features but the weight expects {k}"

@@ -45,12 +45,10 @@ class QLinearMatMulRule:
         b, qlinear = found
         k, n = (b.shape[1], b.shape[0]) if cand.trans_b else b.shape
         x_dims = _x_dims(cand, ctx)
+        if not isinstance(x_dims, str):
+            x_dims = fc.activation(cand, ctx, k, x_dims)
         if isinstance(x_dims, str):
             return Skip(cand, x_dims)
-        why = fc.features_reason(cand, x_dims, k)
-        if why:
-            return Skip(cand, why)
-        x_dims[-1] = k
         qlinear.w_scale = _per_n(qlinear.w_scale, n, cand.alpha)
         qlinear.w_zero_point = _per_n(qlinear.w_zero_point, n)
         dtype = ctx.shapes.get(cand.node.output[0], (onnx.TensorProto.UINT8, None))[0] or onnx.TensorProto.UINT8
@@ -146,12 +144,10 @@ class MatMulIntegerRule:
             return Skip(cand, "the weight's zero point is not a constant")
         k, n = b.shape
         x_dims = _x_dims(cand, ctx)
+        if not isinstance(x_dims, str):
+            x_dims = fc.activation(cand, ctx, k, x_dims)
         if isinstance(x_dims, str):
             return Skip(cand, x_dims)
-        why = fc.features_reason(cand, x_dims, k)
-        if why:
-            return Skip(cand, why)
-        x_dims[-1] = k
         zero_points = ZeroPoints(node.input[2] if len(node.input) > 2 else "",
                                  None if w_zp is None else _per_n(w_zp, n))
         name = cand.w
