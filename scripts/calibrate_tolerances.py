@@ -161,7 +161,7 @@ def calibrate_quantized(extra=()) -> None:
         os.chdir(cwd)
         print(f"\n{'model':28} {'correct: steps':>14} {'norm_err':>9} {'ratio':>7} | {'no bias: steps':>14} "
               f"{'norm_err':>9} {'ratio':>7} | {'scale x2: steps':>15} {'norm_err':>9} {'ratio':>7}")
-        worst, best_bug, worst_f, best_bug_f, worst_r, best_bug_r = 0.0, np.inf, 0.0, np.inf, 0.0, np.inf
+        worst, worst_f, worst_r, best_bug_r = 0.0, 0.0, 0.0, np.inf
         for path in paths:
             model, _ = load(path)
             new, report = convert(model, Options(verify=False))

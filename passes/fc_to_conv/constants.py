@@ -30,17 +30,17 @@ FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueez
 
 
 def _constant_node_value(node: onnx.NodeProto, base_dir: Optional[str]) -> Optional[np.ndarray]:
-    for attr in node.attribute:
-        if attr.name == "value":
-            return read_tensor(attr.t, base_dir)
-        if attr.name == "value_float":
-            return np.array(attr.f, dtype=np.float32)
-        if attr.name == "value_floats":
-            return np.array(list(attr.floats), dtype=np.float32)
-        if attr.name == "value_int":
-            return np.array(attr.i, dtype=np.int64)
-        if attr.name == "value_ints":
-            return np.array(list(attr.ints), dtype=np.int64)
+    for a in node.attribute:
+        if a.name == "value":
+            return read_tensor(a.t, base_dir)
+        if a.name == "value_float":
+            return np.array(a.f, dtype=np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), dtype=np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, dtype=np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), dtype=np.int64)
     return None  # sparse_value and string values are not weights
 
 

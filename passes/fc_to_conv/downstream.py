@@ -9,7 +9,7 @@ one inference per input set. The comparison and the tolerances are verify.py's.
 """
 from __future__ import annotations
 
-import os
+import importlib.util
 import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
@@ -50,9 +50,7 @@ def require(tool: Optional[str]) -> None:
         return
     if tool not in CHECKERS:
         raise BadInput(f"--check-with {tool}: unknown; choose one of {', '.join(CHECKERS)}")
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("openvino") is None:
         raise BadInput("--check-with openvino needs the openvino package: pip install -e \".[openvino]\" "
                        "(or pip install openvino)") from None
 

@@ -184,7 +184,3 @@ class FcToConvPass:
             for g in graphs(graph):
                 quantize_before_layout(g, em.added, run.constants(g))
 
-
-def run_pass(model: onnx.ModelProto, layout: str = "spatial", mode: str = "full", **kw) -> PassResult:
-    """FcToConvPass(layout, mode).run(model, **kw)."""
-    return FcToConvPass(layout, mode).run(model, **kw)

@@ -58,9 +58,6 @@ def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[
     return found
 
 
-def check(cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
-    return cand.rule.check(cand, ctx)
 
-
-__all__ = ["Candidate", "CheckContext", "Head", "Plan", "Quantized", "Rule", "RULES", "Skip", "check",
-           "find_candidates"]
+__all__ = ["Candidate", "CheckContext", "Head", "Plan", "QLinear", "Quantized", "Rule", "RULES", "Skip",
+           "find_candidates", "rules"]

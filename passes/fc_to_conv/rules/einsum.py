@@ -9,7 +9,7 @@ x @ W (or x @ W^T) and converts as one; anything else is refused with the reason
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import onnx
 
