@@ -1,6 +1,12 @@
-"""Latency of converted models against their originals on onnxruntime CPU (default graph optimizations).
+"""Latency of converted models against their originals on onnxruntime CPU (default graph optimizations), or on
+OpenVINO's CPU plugin (f32).
 
     python scripts/bench_models.py [--runs 300] [--threads 1] [--models bert_tiny ...] [--bert-base /tmp/bert_base.onnx]
+                                   [--backend onnxruntime|openvino]
+
+With --backend openvino the last columns count the layout layers (Reshape, Transpose, Reorder) in OpenVINO's own
+compiled graph of the original and of the converted model (`CompiledModel.get_runtime_model()`), the layers it
+actually runs.
 
 For each model: original and converted median latency over many runs (interleaved in rounds, so that a noisy
 machine slows both alike), their ratio, the allowance (1.05x, or the original + 20 us where that is more), and
@@ -42,9 +48,33 @@ QUANTIZED = [  # --quantized: models/quantized/ (scripts/make_quantized_models.p
 
 
 THREADS = 1
+BACKEND = "onnxruntime"
+LAYOUT_LAYERS = ("Reshape", "Transpose", "Reorder")
 
 
-def session(model: onnx.ModelProto) -> ort.InferenceSession:
+class _OpenVINO:
+    """An OpenVINO CPU compiled model with onnxruntime's run(None, feed) interface."""
+
+    def __init__(self, model: onnx.ModelProto):
+        import openvino as ov
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if THREADS:
+            config["INFERENCE_NUM_THREADS"] = THREADS
+        self.compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def run(self, _, feed):
+        return list(self.request.infer(feed).values())
+
+    def layout_layers(self) -> int:
+        ops = self.compiled.get_runtime_model().get_ordered_ops()
+        return sum(op.get_rt_info()["layerType"].astype(str) in LAYOUT_LAYERS for op in ops)
+
+
+def session(model: onnx.ModelProto):
+    if BACKEND == "openvino":
+        return _OpenVINO(model)
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -71,14 +101,20 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (0: onnxruntime's default)")
     ap.add_argument("--bert-base", metavar="PATH", help="also time scripts/export_bert_base.py's model")
     ap.add_argument("--quantized", action="store_true", help="the quantized models of models/quantized/ instead")
+    ap.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime")
     ap.add_argument("--extra", nargs="*", default=[], metavar="PATH:NAME=DxD,...",
                     help="more models, e.g. /tmp/bert_qdq.onnx:input_ids=1x128,attention_mask=1x128")
     a = ap.parse_args()
-    global THREADS
-    THREADS = a.threads
+    global THREADS, BACKEND
+    THREADS, BACKEND = a.threads, a.backend
     threads = f"{a.threads} thread(s)" if a.threads else "default threads"
-    print(f"onnxruntime {ort.__version__} CPU, {threads}, default optimizations; median of {a.runs} runs each\n")
-    print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
+    if BACKEND == "openvino":
+        import openvino
+        print(f"OpenVINO {openvino.__version__.split('-')[0]} CPU, f32, {threads}; median of {a.runs} runs each\n")
+        print("| model | original | converted | ratio | allowed | layout layers run: original | converted |")
+    else:
+        print(f"onnxruntime {ort.__version__} CPU, {threads}, default optimizations; median of {a.runs} runs each\n")
+        print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
     print("|---|---|---|---|---|---|---|")
     cases = QUANTIZED if a.quantized else CASES
     for extra in a.extra:
@@ -96,12 +132,14 @@ def main():
         new, report = convert(model, Options(input_shapes=shapes, input_sets=1))
         assert report.verified, report.text()
         feed = make_feeds(model, infer(model), 1, fixed=shapes)[0]
-        base, conv = median_us([session(model), session(new)], feed, a.runs)
+        sessions = [session(model), session(new)]
+        base, conv = median_us(sessions, feed, a.runs)
         allowed = max(1.05 * base, base + 20)
         added = {op: report.ops_after.get(op, 0) - report.ops_before.get(op, 0) for op in ("Reshape", "Transpose")}
         mark = "" if conv <= allowed else " (over)"
-        print(f"| {label} | {base:.0f} us | {conv:.0f} us | {conv / base:.3f}x{mark} | {allowed:.0f} us "
-              f"| {added['Reshape']:+d} | {added['Transpose']:+d} |")
+        last = (f"{sessions[0].layout_layers()} | {sessions[1].layout_layers()}" if BACKEND == "openvino"
+                else f"{added['Reshape']:+d} | {added['Transpose']:+d}")
+        print(f"| {label} | {base:.0f} us | {conv:.0f} us | {conv / base:.3f}x{mark} | {allowed:.0f} us | {last} |")
 
 
 if __name__ == "__main__":
