@@ -65,8 +65,10 @@ def run(name: str, all_tests: bool) -> bool:
     """True when the tests fail on the mutation (it is killed)."""
     path, old, new, tests = MUTATIONS[name]
     with tempfile.TemporaryDirectory(prefix="fc2conv-mutant-") as tmp:
-        tree = os.path.join(tmp, "tree")
-        shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", "__pycache__", ".hypothesis", "*.egg-info"))
+        tree = os.path.join(tmp, "tree")   # the sources and tests only: not a virtual environment in the checkout
+        for part in ("passes", "tests", "scripts", "models"):
+            shutil.copytree(os.path.join(ROOT, part), os.path.join(tree, part),
+                            ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
         target = os.path.join(tree, path)
         source = open(target).read()
         if source.count(old) != 1:
