@@ -1,8 +1,8 @@
-"""Latency of converted models against their originals on onnxruntime CPU (default graph optimizations), or on
-OpenVINO's CPU plugin (f32).
+"""Latency of converted models against their originals on onnxruntime CPU (default graph optimizations), on
+OpenVINO's CPU plugin (f32), or on ncnn after pnnx's conversion (fp32).
 
     python scripts/bench_models.py [--runs 300] [--threads 1] [--models bert_tiny ...] [--bert-base /tmp/bert_base.onnx]
-                                   [--backend onnxruntime|openvino]
+                                   [--backend onnxruntime|openvino|ncnn]
 
 With --backend openvino the last columns count the layout layers (Reshape, Transpose, Reorder) in OpenVINO's own
 compiled graph of the original and of the converted model (`CompiledModel.get_runtime_model()`), the layers it
@@ -15,10 +15,13 @@ the Reshape/Transpose nodes the conversion added. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+import tempfile
 import time
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -72,9 +75,55 @@ class _OpenVINO:
         return sum(op.get_rt_info()["layerType"].astype(str) in LAYOUT_LAYERS for op in ops)
 
 
-def session(model: onnx.ModelProto):
+class _NCNN:
+    """The model converted by pnnx (`pip install pnnx ncnn`, benchmark dependencies only) and run by ncnn, fp32,
+    with onnxruntime's run(None, feed) interface; the shapes are fixed at conversion, from the feed."""
+
+    def __init__(self, model: onnx.ModelProto, feed):
+        import ncnn
+        import pnnx
+        self.folder = tempfile.mkdtemp(prefix="fc2conv-ncnn-")
+        path = os.path.join(self.folder, "m.onnx")
+        onnx.save(model, path)
+        types = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64", np.dtype(np.int32): "i32"}
+        self.param = os.path.join(self.folder, "m.ncnn.param")
+        cwd = os.getcwd()
+        os.chdir(self.folder)  # pnnx writes its side files into the working folder
+        try:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                pnnx.convert(path, input_shapes=[list(v.shape) for v in feed.values()],
+                             input_types=[types[v.dtype] for v in feed.values()], fp16=False,
+                             ncnnparam=self.param, ncnnbin=os.path.join(self.folder, "m.ncnn.bin"))
+        finally:
+            os.chdir(cwd)
+        self.net = ncnn.Net()
+        self.net.opt.use_fp16_packed = self.net.opt.use_fp16_storage = self.net.opt.use_fp16_arithmetic = False
+        if THREADS:
+            self.net.opt.num_threads = THREADS
+        if self.net.load_param(self.param) != 0 or self.net.load_model(os.path.join(self.folder, "m.ncnn.bin")) != 0:
+            unknown = ""
+            with open(self.param) as f:   # the layer types pnnx wrote that ncnn has no kernel for show as Tensor.*
+                unknown = ", ".join(sorted({line.split()[0] for line in f if line.split()[0].startswith("Tensor.")}))
+            raise RuntimeError(f"ncnn cannot load pnnx's output ({unknown or 'load_param failed'})")
+        self.ncnn = ncnn
+
+    def run(self, _, feed):
+        with self.net.create_extractor() as ex:
+            for i, value in enumerate(feed.values()):
+                ex.input(f"in{i}", self.ncnn.Mat(np.ascontiguousarray(value), batch_index=233).clone())
+            _, out = ex.extract("out0")
+            return [out.numpy(batch_index=233)]
+
+    def layout_layers(self) -> int:
+        with open(self.param) as f:
+            return sum(line.split()[0] in ("Permute", "Reshape", "Flatten") for line in f.readlines()[2:] if line.split())
+
+
+def session(model: onnx.ModelProto, feed=None):
     if BACKEND == "openvino":
         return _OpenVINO(model)
+    if BACKEND == "ncnn":
+        return _NCNN(model, feed)
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -101,7 +150,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads (0: onnxruntime's default)")
     ap.add_argument("--bert-base", metavar="PATH", help="also time scripts/export_bert_base.py's model")
     ap.add_argument("--quantized", action="store_true", help="the quantized models of models/quantized/ instead")
-    ap.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime")
+    ap.add_argument("--backend", choices=("onnxruntime", "openvino", "ncnn"), default="onnxruntime")
     ap.add_argument("--extra", nargs="*", default=[], metavar="PATH:NAME=DxD,...",
                     help="more models, e.g. /tmp/bert_qdq.onnx:input_ids=1x128,attention_mask=1x128")
     a = ap.parse_args()
@@ -112,6 +161,10 @@ def main():
         import openvino
         print(f"OpenVINO {openvino.__version__.split('-')[0]} CPU, f32, {threads}; median of {a.runs} runs each\n")
         print("| model | original | converted | ratio | allowed | layout layers run: original | converted |")
+    elif BACKEND == "ncnn":
+        import ncnn
+        print(f"ncnn {ncnn.__version__} via pnnx, fp32, {threads}; median of {a.runs} runs each\n")
+        print("| model | original | converted | ratio | allowed | Permute/Reshape layers: original | converted |")
     else:
         print(f"onnxruntime {ort.__version__} CPU, {threads}, default optimizations; median of {a.runs} runs each\n")
         print("| model | original | converted | ratio | allowed | Reshape added | Transpose added |")
@@ -132,12 +185,16 @@ def main():
         new, report = convert(model, Options(input_shapes=shapes, input_sets=1))
         assert report.verified, report.text()
         feed = make_feeds(model, infer(model), 1, fixed=shapes)[0]
-        sessions = [session(model), session(new)]
+        try:
+            sessions = [session(model, feed), session(new, feed)]
+        except Exception as exc:  # a backend that cannot take the model: say so and go on
+            print(f"| {label} | {BACKEND} could not load it: {str(exc).splitlines()[0][:80]} | | | | | |")
+            continue
         base, conv = median_us(sessions, feed, a.runs)
         allowed = max(1.05 * base, base + 20)
         added = {op: report.ops_after.get(op, 0) - report.ops_before.get(op, 0) for op in ("Reshape", "Transpose")}
         mark = "" if conv <= allowed else " (over)"
-        last = (f"{sessions[0].layout_layers()} | {sessions[1].layout_layers()}" if BACKEND == "openvino"
+        last = (f"{sessions[0].layout_layers()} | {sessions[1].layout_layers()}" if BACKEND != "onnxruntime"
                 else f"{added['Reshape']:+d} | {added['Transpose']:+d}")
         print(f"| {label} | {base:.0f} us | {conv:.0f} us | {conv / base:.3f}x{mark} | {allowed:.0f} us | {last} |")
 
