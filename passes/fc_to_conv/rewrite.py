@@ -67,34 +67,9 @@ class _Writer:
             x_image = self.image[cand.x]
         else:
             x_image = self._way_in(plan, hint)
-        if plan.weight_key not in self.weights and plan.quant is not None:
-            quant = plan.quant  # the Conv weight stays quantized: DequantizeLinear(Q re-laid, scale, zero point)
-            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
-            if quant.zero_point is not None:
-                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
-            self.weights[plan.weight_key] = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
-        elif plan.weight_key not in self.weights:
-            self.weights[plan.weight_key] = em.constant(cand.w + "_conv", plan.fold_weight())
-        inputs = [x_image, self.weights[plan.weight_key]]
-        if plan.qlinear is not None:  # QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, B])
-            q = plan.qlinear
-            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
-                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
-        if plan.zero_points is not None:  # ConvInteger(x, w[, x_zero_point, w_zero_point])
-            z = plan.zero_points
-            if z.w_zero_point is not None:
-                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
-            elif z.x_zero_point:
-                inputs.append(z.x_zero_point)
-        if plan.bias is not None:
-            if plan.bias_key not in self.weights:
-                self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
-            inputs.append(self.weights[plan.bias_key])
-        elif plan.bias_input is not None:
-            inputs.append(plan.bias_input)
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node(plan.op, inputs, [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node(plan.op, self._conv_inputs(plan, x_image), [conv_out], name=conv_name,
                                               kernel_shape=list(plan.kernel)))
         if plan.post_add is None:
             self.image[plan.output] = conv_out
@@ -112,6 +87,45 @@ class _Writer:
             term = plan.post_add
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
+
+    def _weight(self, plan: Plan) -> str:
+        """The Conv weight, made once per distinct transform (weight_key); a quantized one stays quantized:
+        DequantizeLinear(Q re-laid, scale, zero point)."""
+        em, cand, quant = self.em, plan.cand, plan.quant
+        if plan.weight_key in self.weights:
+            return self.weights[plan.weight_key]
+        if quant is not None:
+            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
+            if quant.zero_point is not None:
+                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
+            name = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
+        else:
+            name = em.constant(cand.w + "_conv", plan.fold_weight())
+        self.weights[plan.weight_key] = name
+        return name
+
+    def _conv_inputs(self, plan: Plan, x_image: str) -> List[str]:
+        """The inputs of the op the plan names: Conv(x, w[, B]); QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp,
+        y_scale, y_zp[, B]); ConvInteger(x, w[, x_zp, w_zp])."""
+        em, cand = self.em, plan.cand
+        inputs = [x_image, self._weight(plan)]
+        if plan.qlinear is not None:
+            q = plan.qlinear
+            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
+                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
+        if plan.zero_points is not None:
+            z = plan.zero_points
+            if z.w_zero_point is not None:
+                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
+            elif z.x_zero_point:
+                inputs.append(z.x_zero_point)
+        if plan.bias is not None:
+            if plan.bias_key not in self.weights:
+                self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
+            inputs.append(self.weights[plan.bias_key])
+        elif plan.bias_input is not None:
+            inputs.append(plan.bias_input)
+        return inputs
 
     def _grouped(self, plan: Plan, hint: str) -> str:
         """A grouped layer, laid out and back on its own (rules/grouped.py)."""
