@@ -59,6 +59,12 @@ class Emitter:
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=self.names.fresh(hint), **attrs))
         return out
 
+    def again(self, node: onnx.NodeProto, x: str, hint: str) -> str:
+        """`node` once more (its op, other inputs and attributes) on `x`: a DequantizeLinear re-applied after a
+        layout change, say."""
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return self.node(node.op_type, [x] + list(node.input[1:]), hint, **attrs)
+
     def reshape(self, x: str, dims: Sequence[int], hint: str, output: Optional[str] = None) -> str:
         if self.opset < 5:  # Reshape-1 takes its shape as an attribute
             return self.node("Reshape", [x], hint, output, shape=[int(d) for d in dims])

@@ -134,10 +134,8 @@ class _Writer:
         perm = [0, 1, 3, 2] if batched else [0, 2, 1]
         x = em.transpose(plan.cand.x, perm, hint + "_kt")
         x = em.reshape(x, [0, g * k, 1, -1] if batched else [1, g * k, 1, -1], hint + "_image")
-        if plan.weight_key not in self.weights:
-            self.weights[plan.weight_key] = em.constant(plan.cand.w + "_conv", plan.fold_weight())
         conv_name, conv_out = em.names.fresh(hint + "_conv"), em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node("Conv", [x, self.weights[plan.weight_key]], [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node("Conv", [x, self._weight(plan)], [conv_out], name=conv_name,
                                               kernel_shape=[1, 1], group=g))
         y = em.reshape(conv_out, [0, g, n, -1] if batched else [g, n, -1], hint + "_groups")
         em.transpose(y, perm, hint + "_rows", plan.output)
@@ -148,8 +146,7 @@ class _Writer:
         scales, as the pair stood after the Flatten."""
         x = plan.head.map
         for node in plan.head.through:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            x = self.em.node(node.op_type, [x] + list(node.input[1:]), node.output[0] + "_map", **attrs)
+            x = self.em.again(node, x, node.output[0] + "_map")
         return x
 
     def _quantized_weight(self, plan: Plan) -> str:
@@ -176,9 +173,7 @@ class _Writer:
         if dq is None:
             image = family.enter(em, cand.x, plan.k, hint)
         else:
-            q_image = family.enter(em, dq.input[0], plan.k, hint)
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
-            image = em.node("DequantizeLinear", [q_image] + list(dq.input[1:]), hint + "_dequantized", **attrs)
+            image = em.again(dq, family.enter(em, dq.input[0], plan.k, hint), hint + "_dequantized")
             self.hoisted.append(dq)
         if not cand.trans_a:
             self.entries[cand.x] = image
@@ -197,9 +192,8 @@ class _Writer:
         q = self.consts.value(dq.input[0]) if dq is not None else None
         if q is None:
             return self.em.constant(name + "_image", relaid)
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in dq.attribute}
         q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels, channels_first))
-        return self.em.node("DequantizeLinear", [q_image] + list(dq.input[1:]), name + "_image", **attrs)
+        return self.em.again(dq, q_image, name + "_image")
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
