@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -31,7 +31,6 @@ class Downstream:
     outputs: List[OutputCheck] = field(default_factory=list)
     error: Optional[str] = None
     against: str = "against onnxruntime's run of the original"
-    values: List[list] = field(default_factory=list, repr=False)   # its outputs per input set (not reported)
 
     @property
     def passed(self) -> bool:
@@ -67,15 +66,15 @@ def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, r
     report's lines say which comparison was made."""
     with tempfile.TemporaryDirectory(prefix="fc2conv-downstream-") as tmp:
         path = model if isinstance(model, str) else to_file(model, tmp)
-        result = _openvino(path, reference.outputs, reference, rtol, atol)
+        result, _ = _openvino(path, reference.outputs, reference, rtol, atol)
         if result.passed or result.error or reference.original is None:
-            return _without_values(result)
+            return result
         original = reference.original if isinstance(reference.original, str) else \
             to_file(reference.original, tempfile.mkdtemp(dir=tmp))
-        baseline = _openvino(original, reference.outputs, reference, rtol, atol, "original")
+        baseline, values = _openvino(original, reference.outputs, reference, rtol, atol, "original")
         if baseline.error:
-            return _without_values(result)
-        own = _openvino(path, baseline.values, reference, rtol, atol)
+            return result
+        own, _ = _openvino(path, values, reference, rtol, atol)
         for mine, floor in zip(own.outputs, baseline.outputs):
             if not mine.passed and not mine.detail and mine.norm_err <= floor.norm_err:
                 mine.passed = True   # no further from the original than the two runtimes are from each other
@@ -83,27 +82,23 @@ def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, r
         worst = max((o.norm_err for o in baseline.outputs), default=0.0)
         own.against = (f"against OpenVINO's own run of the original (which differs from onnxruntime's by "
                        f"norm_err {worst:.3g})")
-        return _without_values(own)
-
-
-def _without_values(result: Downstream) -> Downstream:
-    result.values = []
-    return result
+        return own
 
 
 def _openvino(path: str, expected: List[list], reference: Reference, rtol: float, atol: float,
-              which: str = "written") -> Downstream:
+              which: str = "written") -> Tuple[Downstream, List[list]]:
+    """OpenVINO's run of the model at `path` compared with `expected`, and its outputs per input set."""
     import openvino as ov
-    result = Downstream("OpenVINO", ov.__version__.split("-")[0])
+    result, outputs = Downstream("OpenVINO", ov.__version__.split("-")[0]), []
     if reference.error:
         result.error = reference.error
-        return result
+        return result, outputs
     core = ov.Core()
     try:
         model = core.read_model(path)
     except Exception as exc:
         result.error = f"OpenVINO cannot read the {which} model: {first_line(exc)}"
-        return result
+        return result, outputs
     try:
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
@@ -117,12 +112,12 @@ def _openvino(path: str, expected: List[list], reference: Reference, rtol: float
                 values.append(value)
                 checks[name] = compare_output(name, np.asarray(ref), value, rtol, atol, checks.get(name),
                                               reference.steps.get(name, 0.0))
-            result.values.append(values)
+            outputs.append(values)
     except Exception as exc:
         result.error = f"OpenVINO cannot compile or run the {which} model: {first_line(exc)}"
-        return result
+        return result, outputs
     result.outputs = [checks[n] for n in reference.names]
-    return result
+    return result, outputs
 
 
 def _as(got: np.ndarray, ref: np.ndarray) -> np.ndarray:

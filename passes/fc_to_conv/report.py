@@ -67,9 +67,6 @@ class Report:
             data["downstream"]["passed"] = self.downstream.passed
         return json.dumps(data, indent=2, default=str)
 
-    def _quantized(self) -> bool:
-        return any(op in self.ops_before for op in ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QGemm"))
-
     def text(self) -> str:
         lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout})"]
         total = len(self.converted) + len(self.skipped) + len(self.reverted)
@@ -97,7 +94,7 @@ class Report:
             lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")
         else:
             mode = "optimizations extended (a quantized model: its integer kernels)" if v.integer else \
-                "optimizations off" + (" (a quantized model, simulated in float)" if self._quantized() else "")
+                "optimizations off" + (" (a quantized model, simulated in float)" if v.quantized else "")
             if v.inputs:
                 lines.append(f"inputs: the first ones generated did not run the original; used {v.inputs}")
             lines.append(f"verification: onnxruntime CPU, {mode}, {v.sets} input set(s), "

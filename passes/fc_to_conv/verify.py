@@ -72,7 +72,8 @@ class Verification:
     outputs: List[OutputCheck] = field(default_factory=list)
     error: Optional[str] = None   # the run itself failed
     checker: str = "not run"
-    integer: bool = False         # a quantized model, run with its integer kernels (_session_options)
+    quantized: bool = False       # a quantized model (is_quantized) ...
+    integer: bool = False         # ... run with its integer kernels (_session_options), else simulated in float
     inputs: str = ""              # the inputs used, when the first ones generated did not run the original
 
     @property
@@ -225,21 +226,22 @@ class Reference:
         self.error: Optional[str] = None
         self.inputs = ""
         self._outputs: Dict[bool, List[list]] = {}
+        self._failure = ""   # why the original failed on the inputs (not: why it did not load)
         if candidates is None:
             self.outputs = self._run_original(integer)
             return
         tried = []
         for description, feeds in candidates:
-            self.feeds, self.error, self._outputs = feeds, None, {}
+            self.feeds, self.error, self._outputs, self._failure = feeds, None, {}, ""
             self.outputs = self._run_original(integer)
-            if self.error is None or not self.error.startswith("the original model fails"):
+            if not self._failure:   # it ran, or it does not even load: no other inputs will help
                 self.inputs = description if tried else ""
                 return
-            tried.append((description, self.error.split(": ", 1)[1].split("; give")[0]))
+            tried.append(description)
         if len(tried) > 1:
-            self.error = (f"the original model fails on every input tried ({'; '.join(d for d, _ in tried)}), the "
-                          f"last with: {tried[-1][1]}; give real shapes with --input-shape NAME:DxD or data with "
-                          "--inputs FILE.npz")
+            self.error = (f"the original model fails on every input tried ({'; '.join(tried)}), the last with: "
+                          f"{self._failure}; give real shapes with --input-shape NAME:DxD or data with --inputs "
+                          "FILE.npz")
 
     def _run_original(self, integer: bool) -> List[list]:
         if integer in self._outputs or self.error:
@@ -253,7 +255,8 @@ class Reference:
             try:
                 self._outputs[integer] = _run_all(sess, self.feeds, "running the original", self.progress)
             except Exception as exc:
-                self.error = (f"the original model fails on the generated inputs: {first_line(exc)}; "
+                self._failure = first_line(exc)
+                self.error = (f"the original model fails on the generated inputs: {self._failure}; "
                               "give real shapes with --input-shape NAME:DxD or data with --inputs FILE.npz")
         return self._outputs.get(integer, [])
 
@@ -266,7 +269,7 @@ class Reference:
         return result
 
     def _compare(self, rewritten, rtol: float, atol: float, integer: bool) -> Verification:
-        result = Verification(rtol, atol, len(self.feeds), integer=integer, inputs=self.inputs)
+        result = Verification(rtol, atol, len(self.feeds), quantized=self.integer, integer=integer, inputs=self.inputs)
         expected = self._run_original(integer)
         if self.error:
             result.error = self.error
