@@ -83,6 +83,13 @@ class Names:
         return name
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    raise ValueError("the model imports no default-domain opset")
+
+
 def attr(node: onnx.NodeProto, name: str, default=None):
     """The value of a node's attribute, or `default`."""
     for a in node.attribute:

@@ -16,7 +16,7 @@ import onnx
 from .cleanup import drop_identities, prune
 from .constants import Constants
 from .emit import Emitter
-from .graph_index import GraphIndex, Names, subgraphs
+from .graph_index import GraphIndex, Names, default_opset, subgraphs
 from .isolate import layer_model
 from .layout import LAYOUTS
 from .progress import Progress
@@ -44,13 +44,6 @@ class PassResult:
     skipped: List[Skipped] = field(default_factory=list)
     reverted: List[Skipped] = field(default_factory=list)
     layers: Dict[str, onnx.ModelProto] = field(default_factory=dict)   # key -> the layer cut out (isolate.py)
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    raise ValueError("the model imports no default-domain opset")
 
 
 def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:

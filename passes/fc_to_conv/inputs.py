@@ -23,7 +23,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .constants import Constants
 from .errors import BadInput
+from .graph_index import GraphIndex, default_opset
 from .shapes import TypeShape, dims_of
 
 
@@ -65,22 +67,17 @@ STRATEGIES = [("default", 0), ("first 1", 64), ("first 1", 224), ("first 1", 32)
               ("last", 64)]
 
 
-def compared_values(graph: onnx.GraphProto) -> Dict[str, List[int]]:
+def compared_values(model: onnx.ModelProto) -> Dict[str, List[int]]:
     """Integer constants each tensor is compared with by an Equal of the main graph (sample rates, say)."""
-    values = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
-            values[node.output[0]] = node.attribute[0].t
+    consts = Constants(GraphIndex(model.graph), model.ir_version, default_opset(model))
     found: Dict[str, List[int]] = {}
-    for node in graph.node:
+    for node in model.graph.node:
         if node.op_type != "Equal" or len(node.input) != 2:
             continue
         for a, b in (node.input, node.input[::-1]):
-            t = values.get(b)
-            if t is not None and a not in values and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
-                array = onnx.numpy_helper.to_array(t)
-                if array.size == 1:
-                    found.setdefault(a, []).append(int(array.reshape(-1)[0]))
+            value = consts.value(b) if consts.value(a) is None else None
+            if value is not None and value.dtype.kind in "iu" and value.size == 1:
+                found.setdefault(a, []).append(int(value.reshape(-1)[0]))
     return found
 
 
@@ -131,7 +128,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
         if name not in names:
             raise BadInput(f"'{name}' is not an input of the model; its inputs are: {', '.join(sorted(names))}")
     ranges = _index_ranges(model.graph, shapes)
-    compared = compared_values(model.graph)
+    compared = compared_values(model)
     symbols: Dict[str, int] = {}
     feeds = []
     for s in range(sets):

@@ -14,9 +14,10 @@ import os
 from typing import Dict, List, Optional, Tuple, Union
 
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import shape_inference
 
-from .graph_index import subgraphs
+from .constants import Constants
+from .graph_index import GraphIndex, default_opset, subgraphs
 from .validate import elements
 
 Dim = Union[int, str, None]
@@ -81,24 +82,23 @@ def infer(model: onnx.ModelProto) -> Dict[str, TypeShape]:
     _collect_initializers(model.graph, table)
     if any(o and table.get(o, (0, None))[1] is None for n in model.graph.node for o in n.output):
         _fill_from_symbolic(light, table)
-        _fill_reshapes(light.graph, table)
+        _fill_reshapes(light, table)
     return table
 
 
-_SHAPE_OPS = ("Shape", "Cast", "Identity", "Slice", "Gather", "Concat", "Unsqueeze", "Squeeze", "Constant")
+_SHAPE_OPS = ("Shape", "Cast", "Identity", "Slice", "Gather", "Concat", "Unsqueeze", "Squeeze")
 
 
-def _fill_reshapes(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:
+def _fill_reshapes(light: onnx.ModelProto, table: Dict[str, TypeShape]) -> None:
     """The output shape of each Reshape that inference left unknown, from its target shape evaluated symbolically
     (Shape -> Slice/Gather -> Cast -> Concat with constants, as Paddle2ONNX writes a flatten): dims of the input by
     name, 0 copies, -1 is a new dynamic dim."""
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.dims is not None and elements(t) <= 64
-              and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)}
-    producer = {o: n for n in graph.node for o in n.output}
+    graph = light.graph
+    consts = Constants(GraphIndex(graph), light.ir_version, default_opset(light))
     for node in graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or table.get(node.output[0], (0, None))[1] is not None:
             continue
-        target = _symbolic(node.input[1], producer, values, table, 0)
+        target = _symbolic(node.input[1], consts, table, 0)
         src = table.get(node.input[0], (0, None))
         if target is None or src[1] is None:
             continue
@@ -107,16 +107,18 @@ def _fill_reshapes(graph: onnx.GraphProto, table: Dict[str, TypeShape]) -> None:
         table[node.output[0]] = (src[0], dims)
 
 
-def _symbolic(name: str, producer, values, table, depth: int) -> Optional[List]:
-    """A 1-D integer tensor as a list of ints and dim names, where the ops that make it allow."""
-    if name in values:
-        return [int(v) for v in values[name].reshape(-1)]
-    node = producer.get(name)
+def _symbolic(name: str, consts, table, depth: int) -> Optional[List]:
+    """A 1-D integer tensor as a list of ints and dim names, where the ops that make it allow: constants (and what
+    constants.py folds from them) as ints, Shape as the dims of its input."""
+    try:
+        value = consts.value(name)
+    except ValueError:   # a large initializer, emptied in the light model: not a shape
+        return None
+    if value is not None:
+        return [int(v) for v in value.reshape(-1)] if value.dtype.kind in "iu" else None
+    node = consts.index.producer.get(name)
     if node is None or node.op_type not in _SHAPE_OPS or depth > 12:
         return None
-    if node.op_type == "Constant":
-        t = node.attribute[0].t if node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR else None
-        return None if t is None else [int(v) for v in numpy_helper.to_array(t).reshape(-1)]
     if node.op_type == "Shape":
         dims = table.get(node.input[0], (0, None))[1]
         if dims is None:
@@ -124,7 +126,7 @@ def _symbolic(name: str, producer, values, table, depth: int) -> Optional[List]:
         start = next((a.i for a in node.attribute if a.name == "start"), 0)
         end = next((a.i for a in node.attribute if a.name == "end"), len(dims))
         return list(dims)[start:end]
-    args = [_symbolic(i, producer, values, table, depth + 1) if i else None for i in node.input]
+    args = [_symbolic(i, consts, table, depth + 1) if i else None for i in node.input]
     if args[0] is None:
         return None
     if node.op_type in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
