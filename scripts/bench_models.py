@@ -52,19 +52,23 @@ QUANTIZED = [  # --quantized: models/quantized/ (scripts/make_quantized_models.p
 
 THREADS = 1
 BACKEND = "onnxruntime"
+STATIC = False
 LAYOUT_LAYERS = ("Reshape", "Transpose", "Reorder")
 
 
 class _OpenVINO:
     """An OpenVINO CPU compiled model with onnxruntime's run(None, feed) interface."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, feed):
         import openvino as ov
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         if THREADS:
             config["INFERENCE_NUM_THREADS"] = THREADS
-        self.compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", config)
+        read = core.read_model(model.SerializeToString(), b"")
+        if STATIC:  # fixed input shapes, as a deployment that knows them compiles the model
+            read.reshape({name: list(value.shape) for name, value in feed.items()})
+        self.compiled = core.compile_model(read, "CPU", config)
         self.request = self.compiled.create_infer_request()
 
     def run(self, _, feed):
@@ -121,7 +125,7 @@ class _NCNN:
 
 def session(model: onnx.ModelProto, feed=None):
     if BACKEND == "openvino":
-        return _OpenVINO(model)
+        return _OpenVINO(model, feed)
     if BACKEND == "ncnn":
         return _NCNN(model, feed)
     so = ort.SessionOptions()
@@ -151,15 +155,21 @@ def main():
     ap.add_argument("--bert-base", metavar="PATH", help="also time scripts/export_bert_base.py's model")
     ap.add_argument("--quantized", action="store_true", help="the quantized models of models/quantized/ instead")
     ap.add_argument("--backend", choices=("onnxruntime", "openvino", "ncnn"), default="onnxruntime")
+    ap.add_argument("--target", default="onnxruntime", help="fc2conv's --target for the conversion")
+    ap.add_argument("--static", action="store_true",
+                    help="OpenVINO: compile for the benchmark's fixed input shapes (default: the model's own dims)")
     ap.add_argument("--extra", nargs="*", default=[], metavar="PATH:NAME=DxD,...",
                     help="more models, e.g. /tmp/bert_qdq.onnx:input_ids=1x128,attention_mask=1x128")
     a = ap.parse_args()
-    global THREADS, BACKEND
-    THREADS, BACKEND = a.threads, a.backend
+    global THREADS, BACKEND, STATIC
+    THREADS, BACKEND, STATIC = a.threads, a.backend, a.static
     threads = f"{a.threads} thread(s)" if a.threads else "default threads"
+    print(f"converted with --target {a.target}")
     if BACKEND == "openvino":
         import openvino
-        print(f"OpenVINO {openvino.__version__.split('-')[0]} CPU, f32, {threads}; median of {a.runs} runs each\n")
+        shapes = "static input shapes" if a.static else "the model's own (dynamic) input shapes"
+        print(f"OpenVINO {openvino.__version__.split('-')[0]} CPU, f32, {threads}, {shapes}; median of {a.runs} runs"
+              " each\n")
         print("| model | original | converted | ratio | allowed | layout layers run: original | converted |")
     elif BACKEND == "ncnn":
         import ncnn
@@ -182,7 +192,7 @@ def main():
             continue
         path = name if name.endswith(".onnx") else os.path.join(HERE, "..", "models", name + ".onnx")
         model, _ = load(path)
-        new, report = convert(model, Options(input_shapes=shapes, input_sets=1))
+        new, report = convert(model, Options(input_shapes=shapes, input_sets=1, target=a.target))
         assert report.verified, report.text()
         feed = make_feeds(model, infer(model), 1, fixed=shapes)[0]
         try:

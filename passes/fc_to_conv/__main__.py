@@ -17,6 +17,7 @@ from .inputs import load_npz, parse_input_shapes
 from .progress import Progress
 from .graph_pass import MODES
 from .layout import LAYOUTS
+from .targets import TARGETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="full",
                    help="full (default): an FC layer fed by Flatten/Reshape of a [N,C,H,W] map becomes a Conv with "
                         "an HxW kernel on the map, the Flatten goes; 1x1: every layer becomes a 1x1 Conv")
+    p.add_argument("--target", choices=tuple(TARGETS), default="onnxruntime",
+                   help="the runtime the output is for (default onnxruntime); openvino keeps transformer blocks "
+                        "in the image layout and the attention's head split as the model wrote it, which "
+                        "OpenVINO runs fastest (see the README's Performance section)")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
@@ -75,6 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
+                          target=args.target,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except BadInput as exc:

@@ -50,9 +50,10 @@ class Options:
     check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too
     progress: Optional[Progress] = None  # a progress line for long runs (the CLI's, on a terminal)
     convert_dynamic: bool = False       # MatMulInteger -> ConvInteger too (slow on onnxruntime's CPU)
+    target: str = "onnxruntime"         # the runtime the output is for: the graph shape it runs fastest (targets.py)
 
     def make_pass(self) -> FcToConvPass:
-        return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic))
+        return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic), self.target)
 
 
 def _tolerances(result: PassResult, options: Options, reference: Optional[Reference] = None) -> Tuple[float, float]:
@@ -156,7 +157,7 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     model, or its file); job: _InMemory or _OnDisk, which makes the attempts.
     """
     downstream.require(options.check_with)
-    report = Report(layout=options.layout, ops_before=op_counts(info.graph), strict=options.strict)
+    report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
     reference = _reference(info, original, options) if options.verify or options.check_with else None
     outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:

@@ -1,9 +1,10 @@
 """The pass over one model: match every FC layer with the rules, check each, rewrite the accepted ones, report the
 rest; in the main graph and in every If/Loop/Scan body, innermost first.
 
-    result = FcToConvPass(layout="spatial", mode="full").run(model, exclude={...}, sink=...)
+    result = FcToConvPass(layout="spatial", mode="full", target="onnxruntime").run(model, exclude={...}, sink=...)
 
-After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py), QuantizeLinear moves next
+After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py; not for a target that runs
+the model's own chains faster, targets.py), QuantizeLinear moves next
 to the Conv (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .rules import RULES, CheckContext, Plan, Rule, Skip, find_candidates
 from .shapes import TypeShape, infer
 from .simplify import find_chains, simplify
 from .sinks import Sink
+from .targets import TARGETS
 
 MODES = ("full", "1x1")
 
@@ -77,12 +79,15 @@ class _Run:
 
 
 class FcToConvPass:
-    def __init__(self, layout: str = "spatial", mode: str = "full", rules: Optional[List[Rule]] = None):
+    def __init__(self, layout: str = "spatial", mode: str = "full", rules: Optional[List[Rule]] = None,
+                 target: str = "onnxruntime"):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.layout, self.mode, self.rules = layout, mode, rules or RULES
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {tuple(TARGETS)}, got {target!r}")
+        self.layout, self.mode, self.rules, self.target = layout, mode, rules or RULES, TARGETS[target]
 
     def run(self, model: onnx.ModelProto, exclude: Optional[Dict[str, str]] = None, isolate: bool = False,
             base_dir: Optional[str] = None, sink: Optional[Sink] = None,
@@ -96,7 +101,8 @@ class FcToConvPass:
                    isolate, base_dir, progress or Progress(None))
         self._graph(run, model.graph, None, "")
         run.emitter.begin()
-        self._collapse_chains(run)
+        if self.target.collapse:
+            self._collapse_chains(run)
         self._quantize_before_layout(run)
         if model.ir_version < 4:  # there, every initializer is also listed as a graph input
             new = set(run.emitter.initializers)
@@ -110,7 +116,8 @@ class FcToConvPass:
         released = self._subgraphs(run, graph, outer, scope)
         consts = run.constants(graph, outer)
         plans = self._plans(run, graph, consts, scope)
-        region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout)
+        region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout,
+                         self.target.blocks)
         local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
         used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
         converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,

@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Set
 
+import numpy as np
 import onnx
 
 from .rules import Plan
 from .constants import Constants
-from .graph_index import GraphIndex
+from .graph_index import GraphIndex, attr
 from .layout import Family, family_for, image_constant
 from .qdq import per_tensor
 from .shapes import TypeShape
@@ -32,6 +33,7 @@ UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "El
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum"}
 QDQ = {"QuantizeLinear", "DequantizeLinear"}   # per-tensor: each value on its own
 QLINEAR_BINARY = {"QLinearAdd", "QLinearMul"}    # com.microsoft, QOperator models: scales and zero points scalar
+ENTERING = {"Add", "Sub", "Mul", "Sum"}           # may take a same-shaped activation into the layout (blocks)
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,38 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
     return family_for(layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
 
 
+def _layer_norm(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
+                shapes: Dict[str, TypeShape]) -> Optional[Image]:
+    """A LayerNormalization over the channels alone (the last axis), of an fp32 image, with constant per-channel
+    scale and bias: it runs on the image as a normalization over axis 1 (normalize.py)."""
+    image = image_of.get(node.input[0])
+    if image is None or image.family.kind != "spatial" or any(index.is_used(o) for o in node.output[1:] if o):
+        return None
+    rank = len(image.family.lead) + 1
+    axis = attr(node, "axis", -1)
+    if axis not in (-1, rank - 1) or shapes.get(node.input[0], (0, None))[0] != onnx.TensorProto.FLOAT:
+        return None
+    for i in node.input[1:3]:
+        value = consts.value(i) if i else np.ones(1)
+        if value is None or value.shape not in ((image.channels,), (1,)):
+            return None
+    return image
+
+
+def _entered(name: str, image: Image, consts: Constants, shapes: Dict[str, TypeShape]) -> bool:
+    """Whether an activation with the image's original shape can join it in the layout by the way in (the
+    residual stream of a transformer block meeting an FC layer's output)."""
+    if image.family.kind != "spatial" or image.family.transposed or consts.value(name) is not None:
+        return False
+    dims = shapes.get(name, (0, None))[1]
+    return dims is not None and tuple(dims) == tuple(image.family.lead) + (image.channels,) \
+        and all(d is not None and d != "" for d in dims)
+
+
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
-             shapes: Dict[str, TypeShape]) -> Optional[Image]:
+             shapes: Dict[str, TypeShape], blocks: bool = False) -> Optional[Image]:
+    if blocks and node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and node.input:
+        return _layer_norm(node, image_of, consts, index, shapes)
     if not node.output or not (node.domain in ("", "ai.onnx") and node.op_type in UNARY | BINARY | QDQ
                                 or node.domain == "com.microsoft" and node.op_type in QLINEAR_BINARY):
         return None
@@ -77,6 +109,8 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
     for i in node.input:
         if not i or i in image_of:
             continue
+        if blocks and node.op_type in ENTERING and _entered(i, image, consts, shapes):
+            continue
         value = consts.value(i)
         if value is None or value.ndim > rank:
             return None
@@ -91,7 +125,7 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
 
 
 def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
-            shapes: Dict[str, TypeShape], layout: str) -> Region:
+            shapes: Dict[str, TypeShape], layout: str, blocks: bool = False) -> Region:
     plan_of = {id(p.cand.node): p for p in plans}
     image_of: Dict[str, Image] = {}
     moved: Dict[int, onnx.NodeProto] = {}
@@ -102,7 +136,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 family = replace(input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
             continue
-        image = _movable(node, image_of, consts, index, shapes)
+        image = _movable(node, image_of, consts, index, shapes, blocks)
         if image is not None:
             moved[id(node)] = node
             image_of[node.output[0]] = image

@@ -36,6 +36,7 @@ class Report:
     input: str = ""
     output: str = ""
     layout: str = "spatial"
+    target: str = "onnxruntime"
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Skipped] = field(default_factory=list)
     ops_before: Dict[str, int] = field(default_factory=dict)
@@ -68,7 +69,8 @@ class Report:
         return json.dumps(data, indent=2, default=str)
 
     def text(self) -> str:
-        lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout})"]
+        lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout}"
+                 + (f", target: {self.target})" if self.target != "onnxruntime" else ")")]
         total = len(self.converted) + len(self.skipped) + len(self.reverted)
         lines.append(f"converted {len(self.converted)} of {total} fully connected layers"
                      + (f" ({len(self.reverted)} reverted after failing verification)" if self.reverted else ""))

@@ -25,7 +25,9 @@ from .rules import Plan
 from .constants import Constants
 from .emit import Emitter
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
+from .graph_index import attr
 from .layout import family_for, image_constant
+from .normalize import layer_norm
 from .qdq import per_tensor
 from .region import Region, input_family
 
@@ -203,12 +205,20 @@ class _Writer:
             if i in self.image:
                 inputs.append(self.image[i])
                 continue
+            if i and self.consts.value(i) is None:  # the residual stream joining the layout (region._entered)
+                inputs.append(self._enter(i, image))
+                continue
             cf = image.family.kind == "channels_first"
             relaid = image_constant(self.consts.value(i), image.channels, cf) if i else None
             if relaid is not None:
                 self.relaid.add(i)
             inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels, cf))
         out = em.names.fresh(node.output[0] + "_image")
+        self.image[node.output[0]] = out
+        if node.op_type == "LayerNormalization":
+            scale, bias = [(inputs[j] if j < len(inputs) else "") or None for j in (1, 2)]
+            layer_norm(em, inputs[0], attr(node, "epsilon", 1e-5), scale, bias, node.name or node.output[0], out)
+            return
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = em.names.fresh((node.name or node.output[0]) + "_image")
@@ -217,7 +227,12 @@ class _Writer:
         del new.output[:]
         new.output.append(out)
         em.nodes.append(new)
-        self.image[node.output[0]] = out
+
+    def _enter(self, name: str, image) -> str:
+        """An activation in the image layout of `image`, by the way in (shared with FC layers that read it)."""
+        if name not in self.entries:
+            self.entries[name] = image.family.enter(self.em, name, image.channels, name)
+        return self.entries[name]
 
     def exits(self, produced: List[str]) -> None:
         for t in produced:
