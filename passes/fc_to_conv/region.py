@@ -14,7 +14,7 @@ reaches an FC layer: a move that leads nowhere would only shift the exit, or add
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Set
 
 import numpy as np
@@ -48,6 +48,7 @@ class Region:
     moved: Dict[int, onnx.NodeProto]
     exits: Set[str]
     reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
+    shape_reads: Dict[int, str] = field(default_factory=dict)   # Shape node id -> the image tensor it measures
 
 
 def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
@@ -62,11 +63,20 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
 
 
 def _layer_norm(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
-                shapes: Dict[str, TypeShape]) -> Optional[Image]:
-    """A LayerNormalization over the channels alone (the last axis), of an fp32 image, with constant per-channel
-    scale and bias: it runs on the image as a normalization over axis 1 (normalize.py)."""
+                shapes: Dict[str, TypeShape], layout: str) -> Optional[Image]:
+    """A LayerNormalization over the channels alone (the last axis), of an fp32 [B, T, C] activation, with
+    constant per-channel scale and bias: it runs on the image as a normalization over axis 1 (normalize.py). Its
+    input is an image of the region, or an activation that joins the layout by the way in (the model's first
+    LayerNorm: the residual stream enters once, before it)."""
     image = image_of.get(node.input[0])
-    if image is None or image.family.kind != "spatial" or any(index.is_used(o) for o in node.output[1:] if o):
+    if image is None:
+        dims = shapes.get(node.input[0], (0, None))[1]
+        if layout != "spatial" or dims is None or len(dims) != 3 or not isinstance(dims[-1], int):
+            return None
+        image = Image(family_for(layout, node.input[0], list(dims)), dims[-1])
+        if not _entered(node.input[0], image, consts, shapes):
+            return None
+    if image.family.kind != "spatial" or any(index.is_used(o) for o in node.output[1:] if o):
         return None
     rank = len(image.family.lead) + 1
     axis = attr(node, "axis", -1)
@@ -90,9 +100,9 @@ def _entered(name: str, image: Image, consts: Constants, shapes: Dict[str, TypeS
 
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
-             shapes: Dict[str, TypeShape], blocks: bool = False) -> Optional[Image]:
+             shapes: Dict[str, TypeShape], blocks: bool = False, layout: str = "spatial") -> Optional[Image]:
     if blocks and node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and node.input:
-        return _layer_norm(node, image_of, consts, index, shapes)
+        return _layer_norm(node, image_of, consts, index, shapes, layout)
     if not node.output or not (node.domain in ("", "ai.onnx") and node.op_type in UNARY | BINARY | QDQ
                                 or node.domain == "com.microsoft" and node.op_type in QLINEAR_BINARY):
         return None
@@ -136,7 +146,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 family = replace(input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
             continue
-        image = _movable(node, image_of, consts, index, shapes, blocks)
+        image = _movable(node, image_of, consts, index, shapes, blocks, layout)
         if image is not None:
             moved[id(node)] = node
             image_of[node.output[0]] = image
@@ -161,11 +171,22 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 del image_of[node.output[0]]
                 changed = True
 
+    shape_reads = {id(c): t for t in image_of for c in index.consumers.get(t, [])
+                   if blocks and _measures(c, image_of[t])}
     exits = set()
     for t in image_of:
         readers = index.consumers.get(t, [])
-        if t in index.graph_outputs or len(image_readers(t)) < len(readers):
+        served = len(image_readers(t)) + sum(id(c) in shape_reads for c in readers)
+        if t in index.graph_outputs or served < len(readers):
             exits.add(t)
     reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None and p.group == 1
                    for p in plans}
-    return Region(image_of, moved, exits, reads_image)
+    return Region(image_of, moved, exits, reads_image, shape_reads)
+
+
+def _measures(node: onnx.NodeProto, image: Image) -> bool:
+    """A Shape of a [B, T, C] tensor held as the image [B, C, 1, T]: it can read the image and pick its dims
+    (rewrite.py), so that a model that computes its head split from the hidden state's shape does not make the
+    hidden state leave the layout."""
+    return node.op_type == "Shape" and node.domain in ("", "ai.onnx") and image.family.kind == "spatial" \
+        and len(image.family.lead) == 2 and not image.family.transposed

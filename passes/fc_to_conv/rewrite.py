@@ -228,6 +228,14 @@ class _Writer:
         new.output.append(out)
         em.nodes.append(new)
 
+    def shape(self, node: onnx.NodeProto) -> None:
+        """Shape of a [B, T, C] tensor, read from its image [B, C, 1, T]: dims 0, 3, 1 (region._measures), then
+        Shape's own start and end (opset 15), which slice as Python does."""
+        image = self.image[self.region.shape_reads[id(node)]]
+        dims = [0, 3, 1][attr(node, "start", 0):attr(node, "end", 3)]
+        full = self.em.node("Shape", [image], (node.name or node.output[0]) + "_image")
+        self.em.node("Gather", [full, self.em.shape(dims)], node.name or node.output[0], node.output[0], axis=0)
+
     def _enter(self, name: str, image) -> str:
         """An activation in the image layout of `image`, by the way in (shared with FC layers that read it)."""
         if name not in self.entries:
@@ -265,6 +273,8 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         elif id(node) in region.moved:
             writer.moved(node)
             writer.exits([node.output[0]])
+        elif id(node) in region.shape_reads:
+            writer.shape(node)
         else:
             new_nodes.append(node)
             continue
