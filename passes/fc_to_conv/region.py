@@ -11,6 +11,11 @@ that a chain fc6 -> Relu -> Dropout -> fc7 -> Relu -> fc8 stays 4-D from end to 
 An element-wise node moves only if one of its inputs is an image, every other input is an image of the same family
 and channels or a constant that broadcasts per channel, and its output (directly or through other moved nodes)
 reaches an FC layer: a move that leads nowhere would only shift the exit, or add one.
+
+With `blocks` (the openvino target, targets.py) a transformer block stays in the layout too: a LayerNormalization
+over the channels moves (normalize.py writes it for the image), an Add/Sub/Mul/Sum may take a same-shaped
+activation into the layout by the way in (the residual stream), and a Shape of a [B, T, C] image is read from the
+image (shape_reads) instead of making the tensor leave.
 """
 from __future__ import annotations
 
