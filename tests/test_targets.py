@@ -117,7 +117,7 @@ def test_fp16_layer_norm_stays():
 def test_unknown_target_is_refused():
     with pytest.raises(ValueError, match="target must be one of"):
         convert(block(), Options(target="tensorrt"))
-    assert set(TARGETS) == {"onnxruntime", "openvino"}
+    assert set(TARGETS) == {"onnxruntime", "openvino", "ncnn"}
 
 
 def layout_nodes(model):
@@ -176,3 +176,53 @@ def test_cli_target(tmp_path):
     bad = cli(os.path.join(MODELS, "transformer_block.onnx"), tmp_path / "bad.onnx", "--target", "tensorrt")
     assert bad.returncode == 2 and "invalid choice: 'tensorrt'" in bad.stderr
     assert not (tmp_path / "bad.onnx").exists()
+
+
+ATTENTION = {"bert_tiny": "/layers.{}/att/{}/MatMul", "vit_tiny": "/layers.{}/att/{}/MatMul"}
+
+
+@pytest.mark.parametrize("name", ["bert_tiny", "vit_tiny", "gpt_tiny", "transformer_block"])
+def test_ncnn_target_leaves_the_attention_projections(name):
+    """--target ncnn: every Q, K, V and output projection stays a MatMul with the reason (pnnx fuses them into
+    ncnn's MultiHeadAttention); every other FC layer converts and the model verifies."""
+    m = onnx.load(os.path.join(MODELS, name + ".onnx"))
+    new, report = convert(m, Options(target="ncnn"))
+    assert report.verified and not report.reverted, report.text()
+    kept = sorted(s.name for s in report.skipped if s.reason == TARGETS["ncnn"].keep_attention)
+    if name in ATTENTION:
+        assert kept == sorted(ATTENTION[name].format(i, p) for i in range(2) for p in "qkvo")
+    else:
+        assert len(kept) == {"gpt_tiny": 8, "transformer_block": 4}[name]
+    _, default = convert(m, Options())
+    assert len(report.converted) == len(default.converted) - len(kept) > 0
+    assert "pnnx fuses the Q, K, V and output layers" in report.text()
+
+
+def test_attention_projections_are_found_by_structure():
+    """attention.projections follows view ops (Reshape with a computed shape, Transpose, a constant scale) from
+    the activation x activation products back to Q, K, V and forward to the output layer, and nothing else: an
+    FC layer whose output meets the scores through a non-constant Add (a mask) is not a projection."""
+    from passes.fc_to_conv.attention import projections
+    from passes.fc_to_conv.constants import Constants
+    from passes.fc_to_conv.graph_index import GraphIndex
+    d = 4
+    inits = [init(n, rand((d, d), seed=i)) for i, n in enumerate(["wq", "wk", "wv", "wo", "wm"])]
+    inits += [init("scale", np.float32(0.5)), init("perm_shape", np.array([0, -1, d], np.int64))]
+    nodes = [helper.make_node("MatMul", ["x", w], [w + "_y"], name=w) for w in ("wq", "wk", "wv", "wm")]
+    nodes += [helper.make_node("Mul", ["wq_y", "scale"], ["qs"]),
+              helper.make_node("Shape", ["x"], ["xs"]),
+              helper.make_node("Reshape", ["wk_y", "xs"], ["kr"]),        # a computed shape: still a view
+              helper.make_node("Transpose", ["kr"], ["kt"], perm=[0, 2, 1]),
+              helper.make_node("MatMul", ["qs", "kt"], ["scores"], name="scores"),
+              helper.make_node("Add", ["scores", "mask"], ["masked"]),
+              helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
+              helper.make_node("MatMul", ["p", "wv_y"], ["ctx"], name="context"),
+              helper.make_node("Reshape", ["ctx", "perm_shape"], ["ctx2"]),
+              helper.make_node("MatMul", ["ctx2", "wo"], ["y"], name="wo"),
+              helper.make_node("Add", ["wm_y", "masked"], ["z"])]             # reads the scores: not a projection
+    m = make_model(nodes, [vi("x", [1, T, d]), vi("mask", [1, T, T])], [vi("y", [1, T, d]), vi("z", [1, T, T])],
+                   inits)
+    index = GraphIndex(m.graph)
+    fc = [n for n in m.graph.node if n.name in ("wq", "wk", "wv", "wo", "wm")]
+    found = projections(m.graph.node, fc, Constants(index, 8, 17))
+    assert sorted(n.name for n in fc if id(n) in found) == ["wk", "wo", "wq", "wv"]

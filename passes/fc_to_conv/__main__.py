@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=tuple(TARGETS), default="onnxruntime",
                    help="the runtime the output is for (default onnxruntime); openvino keeps transformer blocks "
                         "in the image layout and the attention's head split as the model wrote it, which "
-                        "OpenVINO runs fastest (see the README's Performance section)")
+                        "OpenVINO runs fastest; ncnn leaves attention projections for ncnn's fused attention "
+                        "(see the README's Targets and Performance sections)")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",

@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import onnx
 
+from .attention import projections
 from .cleanup import drop_identities, prune
 from .constants import Constants
 from .emit import Emitter
@@ -145,9 +146,11 @@ class FcToConvPass:
         ctx = CheckContext(consts, run.shapes, run.opset, self.mode)
         position = {id(n): i for i, n in enumerate(graph.node)}
         plans: List[Plan] = []
-        for cand in find_candidates(list(graph.node), consts.index, self.rules):
+        cands = list(find_candidates(list(graph.node), consts.index, self.rules))
+        kept = projections(graph.node, [c.node for c in cands], consts) if self.target.keep_attention else set()
+        for cand in cands:
             cand.key = f"{scope}#{position[id(cand.node)]}"
-            verdict = cand.rule.check(cand, ctx)
+            verdict = Skip(cand, self.target.keep_attention) if id(cand.node) in kept else cand.rule.check(cand, ctx)
             if isinstance(verdict, Skip):
                 run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
             elif cand.key in run.exclude:

@@ -15,6 +15,10 @@ openvino     blocks, no collapse. OpenVINO's CPU plugin keeps a 1x1 Conv's data 
              (MatMul -> Softmax -> MatMul) into one kernel only when Q, K and V arrive through the head split's
              own Reshape -> Transpose: a collapsed chain hides the pattern. Its MVN fusion does not take a
              normalization over axis 1, but the plain ops cost about 1 us each.
+ncnn         as onnxruntime, but an attention's Q, K, V and output layers stay as they are (attention.py). pnnx
+             turns the original's attention into ncnn's fused MultiHeadAttention and its LayerNorms into LayerNorm
+             layers; converted, the projections are Convs that no longer match, and ncnn runs the attention as
+             separate MatMul, Softmax, Permute and Reshape layers. Every other FC layer converts.
 """
 from __future__ import annotations
 
@@ -25,9 +29,14 @@ from dataclasses import dataclass
 class Target:
     blocks: bool
     collapse: bool
+    keep_attention: str = ""   # the reason an attention's projections stay as they are; "" converts them
 
 
 TARGETS = {
     "onnxruntime": Target(blocks=False, collapse=True),
     "openvino": Target(blocks=True, collapse=False),
+    "ncnn": Target(blocks=False, collapse=True,
+                   keep_attention="an attention projection, left for ncnn (--target ncnn): pnnx fuses the Q, K, V "
+                                  "and output layers with the attention into one MultiHeadAttention layer, which "
+                                  "a Conv would break (measured 1.3x slower on a ViT)"),
 }
