@@ -58,6 +58,14 @@ MUTATIONS = {
     "revert loop unbounded": (
         PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
         ["tests/test_revert.py"]),
+    "channel LayerNorm without epsilon": (
+        PKG + "normalize.py", 'em.node("Add", [var, eps], hint + "_variance_eps")', 'var',
+        ["tests/test_targets.py"]),
+    "Shape of an image in the wrong order": (
+        PKG + "rewrite.py", "dims = [0, 3, 1][", "dims = [0, 1, 3][", ["tests/test_targets.py"]),
+    "every FC layer taken for an attention projection": (
+        PKG + "attention.py", "        if not _product(node, consts):\n            continue\n",
+        "        found |= {id(n) for n in fc_nodes}\n", ["tests/test_targets.py"]),
 }
 
 
