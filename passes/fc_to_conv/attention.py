@@ -59,20 +59,12 @@ def _data(node: onnx.NodeProto, consts: Constants) -> Optional[str]:
 
 
 def _back(tensor: str, index, consts: Constants, fc: Set[int]) -> Set[int]:
-    found: Set[int] = set()
-    seen: Set[str] = set()
-    todo: List[str] = [tensor]
-    while todo:
-        t = todo.pop()
-        node = index.producer.get(t)
-        if node is None or t in seen:
-            continue
-        seen.add(t)
-        if id(node) in fc:
-            found.add(id(node))
-        elif _data(node, consts) is not None:
-            todo.append(_data(node, consts))
-    return found
+    """The FC layer that makes `tensor` through view ops, if any (a view op has one data input: a single chain)."""
+    node = index.producer.get(tensor)
+    while node is not None and id(node) not in fc:
+        data = _data(node, consts)
+        node = index.producer.get(data) if data else None
+    return {id(node)} if node is not None else set()
 
 
 def _forward(tensor: str, index, consts: Constants, fc: Set[int]) -> Set[int]:
