@@ -125,3 +125,18 @@ def test_the_channels_last_block_leaves_no_identity():
                    [init("W1", rand((8, 32))), init("b1", rand(32)), init("W2", rand((32, 8))), init("b2", rand(8))])
     new, _ = _check(m, {"x": rand((2, 8, 5, 5))}, np.float32, ["pw1", "pw2"])
     assert ops(new) == ["Conv", "Relu", "Conv"]
+
+
+def test_a_wrapped_gemm_with_constant_shapes_leaves_no_initializer_behind():
+    """The dynamo exporter's form (GPT-2's Conv1D): Reshape(x, [-1, K]) -> Gemm -> Reshape(y, [B, T, N]) with both
+    shapes constant initializers. Both Reshapes go, and so do their shapes: an unread initializer makes
+    onnxruntime print a warning for each one."""
+    inits = [init("flat", np.array([-1, 8], np.int64)), init("w", rand((8, 6))), init("b", rand(6, seed=2)),
+             init("back", np.array([2, 5, 6], np.int64))]
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["x2"]),
+             helper.make_node("Gemm", ["x2", "w", "b"], ["y2"], name="fc"),
+             helper.make_node("Reshape", ["y2", "back"], ["y"])]
+    m = make_model(nodes, [vi("x", [2, 5, 8])], [vi("y", [2, 5, 6])], inits)
+    new, _ = _check(m, {"x": rand((2, 5, 8))}, np.float32, ["fc"])
+    assert sorted(t.name for t in new.graph.initializer) == sorted({i for n in new.graph.node for i in n.input[1:]})
+    assert not {"flat", "back"} & {t.name for t in new.graph.initializer}

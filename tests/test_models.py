@@ -11,6 +11,7 @@ import pytest
 
 from builders import assert_converted, run
 from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv.graph_index import reads
 from passes.fc_to_conv.model_io import load
 from test_cli import ROOT, cli
 
@@ -50,6 +51,11 @@ def test_cli_converts_shipped_model(path, tmp_path):
     left = [n for n in after.graph.node if n.op_type in ("Gemm", "MatMul", "Einsum")]
     assert len(left) == len(rep["skipped"])
     assert rep["ops_after"].get("Conv", 0) == before.get("Conv", 0) + len(rep["converted"])
+    # nothing left behind: every initializer the output holds is read (onnxruntime warns of each one that is not)
+    read = {i for n in after.graph.node for i in reads(n)}      # subgraphs' outer-scope reads included
+    original = onnx.load(path, load_external_data=False)
+    unread_before = {t.name for t in original.graph.initializer} - {i for n in original.graph.node for i in reads(n)}
+    assert [t.name for t in after.graph.initializer if t.name not in read and t.name not in unread_before] == []
 
 
 @pytest.mark.parametrize("name", ["cnn_classifier.onnx", "cnn_classifier_fp16.onnx", "resnet_tiny.onnx"])
