@@ -89,3 +89,65 @@ def test_shipped_transformers_lose_the_layout_round_trips():
     assert report.verified
     added = {op: report.ops_after[op] - report.ops_before[op] for op in ("Reshape", "Transpose")}
     assert added == {"Reshape": 10, "Transpose": 8}
+
+
+def fused_qkv_model(batch=1, t=6, c=16, heads=2):
+    """GPT-2's attention as the dynamo exporter writes it: one QKV layer, Split on the channels, each part split
+    into heads (K transposed for K^T), scores, softmax, context, heads merged, output layer; static shapes."""
+    d = c // heads
+    inits = [init("wqkv", rand((c, 3 * c))), init("bqkv", rand(3 * c, seed=2)), init("wo", rand((c, c), seed=3)),
+             init("sizes", np.array([c, c, c], np.int64)), init("hd", np.array([batch, t, heads, d], np.int64)),
+             init("merged", np.array([batch, t, c], np.int64))]
+    nodes = [helper.make_node("MatMul", ["x", "wqkv"], ["m"], name="qkv"),
+             helper.make_node("Add", ["m", "bqkv"], ["qkv_out"], name="qkv_bias"),
+             helper.make_node("Split", ["qkv_out", "sizes"], ["q", "k", "v"], name="split_qkv", axis=2)]
+    for name, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        nodes += [helper.make_node("Reshape", [name, "hd"], [name + "4"], name=name + "_heads"),
+                  helper.make_node("Transpose", [name + "4"], [name + "h"], name=name + "_t", perm=perm)]
+    nodes += [helper.make_node("MatMul", ["qh", "kh"], ["scores"], name="scores"),
+              helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+              helper.make_node("MatMul", ["p", "vh"], ["ctx"], name="context"),
+              helper.make_node("Transpose", ["ctx"], ["ctx_t"], name="merge_t", perm=[0, 2, 1, 3]),
+              helper.make_node("Reshape", ["ctx_t", "merged"], ["ctx_m"], name="merge"),
+              helper.make_node("MatMul", ["ctx_m", "wo"], ["y"], name="out")]
+    return make_model(nodes, [vi("x", [batch, t, c])], [vi("y", [batch, t, c])], inits)
+
+
+def layout(model):
+    return sum(n.op_type in ("Reshape", "Transpose", "Squeeze", "Unsqueeze") for n in model.graph.node)
+
+
+def test_a_fused_qkv_layer_splits_on_the_image():
+    """The Split of a fused QKV layer runs on its image (axis 1), and each part's way out merges with its heads
+    split: Q and V one Reshape and one Transpose each, as the model had, K one Reshape ([B, C, 1, T] is already
+    K^T by heads); with the static batch of 1 kept as a leading axis, no Squeeze or Unsqueeze. The only layout
+    nodes added are the QKV layer's way in (2) and, after the merge, the output layer's way out (2)."""
+    m = fused_qkv_model()
+    new, report = convert_and_compare(m, [{"x": rand((1, 6, 16), seed=4)}])
+    assert sorted(c.name for c in report.converted) == ["out", "qkv"]
+    split = next(n for n in new.graph.node if n.op_type == "Split")
+    assert next(a.i for a in split.attribute if a.name == "axis") == 1
+    assert "Squeeze" not in ops(new) and "Unsqueeze" not in ops(new), ops(new)
+    assert layout(new) - layout(m) == 3, ops(new)   # + way in, + way out, - K's Transpose
+
+
+def test_a_split_read_by_anything_else_stays_in_the_original_layout():
+    m = fused_qkv_model()
+    m.graph.node.append(helper.make_node("Relu", ["v"], ["v_relu"]))
+    m.graph.output.append(vi("v_relu", [1, 6, 16]))
+    new, _ = convert_and_compare(m, [{"x": rand((1, 6, 16), seed=5)}])
+    split = next(n for n in new.graph.node if n.op_type == "Split")
+    assert next(a.i for a in split.attribute if a.name == "axis") == 2
+
+
+def test_openvino_target_keeps_the_chains_at_the_attention_products():
+    """--target openvino collapses no chain that ends in an attention product or starts at one: OpenVINO fuses
+    MatMul -> Softmax -> MatMul with the model's own Transposes into one kernel. The QKV layer's output leaves
+    the image before the model's Split, as the model wrote it."""
+    m = fused_qkv_model()
+    new, report = convert(m, Options(target="openvino", input_sets=1))
+    assert report.verified and sorted(c.name for c in report.converted) == ["out", "qkv"], report.text()
+    names = {n.name for n in new.graph.node}
+    assert {"q_heads", "q_t", "k_heads", "k_t", "v_heads", "v_t", "merge_t"} <= names
+    split = next(n for n in new.graph.node if n.op_type == "Split")
+    assert next(a.i for a in split.attribute if a.name == "axis") == 2

@@ -38,6 +38,12 @@ def projections(nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodePro
     return found
 
 
+def product_tensors(nodes: Iterable[onnx.NodeProto], consts: Constants) -> Set[str]:
+    """The tensors the activation x activation products read and make: Q, K^T and V after the heads split, the
+    scores, the softmax, the context before the heads merge."""
+    return {t for node in nodes if _product(node, consts) for t in list(node.input) + list(node.output) if t}
+
+
 def _product(node: onnx.NodeProto, consts: Constants) -> bool:
     if node.domain not in ("", "ai.onnx") or node.op_type not in ("MatMul", "Einsum"):
         return False

@@ -3,8 +3,8 @@ rest; in the main graph and in every If/Loop/Scan body, innermost first.
 
     result = FcToConvPass(layout="spatial", mode="full", target="onnxruntime").run(model, exclude={...}, sink=...)
 
-After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py; not for a target that runs
-the model's own chains faster, targets.py), QuantizeLinear moves next
+After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py; for a target that fuses the
+attention, not those at its products: targets.py), QuantizeLinear moves next
 to the Conv (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Set
 
 import onnx
 
-from .attention import projections
+from .attention import product_tensors, projections
 from .cleanup import drop_identities, prune
 from .constants import Constants
 from .emit import Emitter
@@ -102,8 +102,7 @@ class FcToConvPass:
                    isolate, base_dir, progress or Progress(None))
         self._graph(run, model.graph, None, "")
         run.emitter.begin()
-        if self.target.collapse:
-            self._collapse_chains(run)
+        self._collapse_chains(run)
         self._quantize_before_layout(run)
         if model.ir_version < 4:  # there, every initializer is also listed as a graph input
             new = set(run.emitter.initializers)
@@ -118,7 +117,7 @@ class FcToConvPass:
         consts = run.constants(graph, outer)
         plans = self._plans(run, graph, consts, scope)
         region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout,
-                         self.target.blocks)
+                         self.target.blocks, splits=self.target.collapse_head_split)
         local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
         used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
         converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,
@@ -161,13 +160,15 @@ class FcToConvPass:
                     run.result.layers[cand.key] = layer_model(verdict, consts, run.shapes, run.opset, run.ir)
         return plans
 
-    @staticmethod
-    def _collapse_chains(run: _Run) -> None:
+    def _collapse_chains(self, run: _Run) -> None:
         """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs
         first: rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph is edited
         only after everything within it is done."""
         em, graph = run.emitter, run.model.graph
         chains = [(g, find_chains(g, em.added)) for g in graphs(graph)] if em.added else []
+        if not self.target.collapse_head_split:  # leave the chains into and out of an attention's products
+            chains = [(g, [c for c in found if not {c[0].input[0], c[-1].output[0]} & attention])
+                      for g, found in chains for attention in [product_tensors(g.node, run.constants(g))]]
         if not any(c for _, c in chains):
             return
         shapes = infer(run.model)

@@ -12,6 +12,9 @@ An element-wise node moves only if one of its inputs is an image, every other in
 and channels or a constant that broadcasts per channel, and its output (directly or through other moved nodes)
 reaches an FC layer: a move that leads nowhere would only shift the exit, or add one.
 
+With `splits`, a Split of an image's channels whose parts go only to Reshapes and Transposes (a fused QKV layer
+before the heads split) runs on the image too; each part leaves, and its way out merges with the heads split.
+
 With `blocks` (the openvino target, targets.py) a transformer block stays in the layout too: a LayerNormalization
 over the channels moves (normalize.py writes it for the image), an Add/Sub/Mul/Sum may take a same-shaped
 activation into the layout by the way in (the residual stream), and a Shape of a [B, T, C] image is read from the
@@ -139,8 +142,33 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
     return image
 
 
+def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex
+                   ) -> Optional[List[Image]]:
+    """A Split of an image's channels (the original's last axis; a fused QKV layer's output), whose every part is
+    read only by Reshapes and Transposes (the heads split): the parts are images of the same family, each with its
+    share of the channels, and their ways out merge with those Reshapes and Transposes (simplify.py)."""
+    image = image_of.get(node.input[0]) if node.op_type == "Split" and node.domain in ("", "ai.onnx") else None
+    if image is None or attr(node, "axis", 0) not in (-1, len(image.family.lead)):
+        return None
+    if any(r.op_type not in ("Reshape", "Transpose") or r.input[0] != o for o in node.output
+           for r in index.consumers.get(o, [])) or any(o in index.graph_outputs for o in node.output):
+        return None
+    sizes = attr(node, "split")
+    if len(node.input) > 1 and node.input[1]:
+        value = consts.value(node.input[1])
+        if value is None:
+            return None
+        sizes = [int(v) for v in value]
+    if sizes is None:  # equal parts; from opset 18 num_outputs of them, the last one smaller
+        step = -(-image.channels // attr(node, "num_outputs", len(node.output)))
+        sizes = [min(step, image.channels - i * step) for i in range(len(node.output))]
+    if len(sizes) != len(node.output) or sum(sizes) != image.channels or min(sizes) <= 0:
+        return None
+    return [Image(image.family, size) for size in sizes]
+
+
 def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
-            shapes: Dict[str, TypeShape], layout: str, blocks: bool = False) -> Region:
+            shapes: Dict[str, TypeShape], layout: str, blocks: bool = False, splits: bool = False) -> Region:
     plan_of = {id(p.cand.node): p for p in plans}
     image_of: Dict[str, Image] = {}
     moved: Dict[int, onnx.NodeProto] = {}
@@ -150,6 +178,11 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
             if plan.post_add is None and plan.group == 1:
                 family = replace(input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
+            continue
+        parts = _channel_split(node, image_of, consts, index) if splits else None
+        if parts is not None:
+            moved[id(node)] = node
+            image_of.update(zip(node.output, parts))
             continue
         image = _movable(node, image_of, consts, index, shapes, blocks, layout)
         if image is not None:
@@ -171,6 +204,8 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     while changed:
         changed = False
         for key, node in reversed(list(moved.items())):  # from the back: a trailing run unravels in one sweep
+            if node.op_type == "Split":
+                continue  # kept for the merge of its parts' ways out with the heads split, not to reach an FC layer
             if not any(id(r) in reader_plan or id(r) in moved for r in image_readers(node.output[0])):
                 del moved[key]
                 del image_of[node.output[0]]

@@ -199,6 +199,8 @@ class _Writer:
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
+        if node.op_type == "Split":
+            return self._split(node)
         image = self.region.image_of[node.output[0]]
         inputs = []
         for i in node.input:
@@ -227,6 +229,15 @@ class _Writer:
         del new.output[:]
         new.output.append(out)
         em.nodes.append(new)
+
+    def _split(self, node: onnx.NodeProto) -> None:
+        """The Split on the image's channels (axis 1), its sizes as they were (region._channel_split)."""
+        outs = [self.em.names.fresh(o + "_image") for o in node.output]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        self.em.nodes.append(onnx.helper.make_node("Split", [self.image[node.input[0]]] + list(node.input[1:]), outs,
+                                                   name=self.em.names.fresh((node.name or "split") + "_image"),
+                                                   **{**attrs, "axis": 1}))
+        self.image.update(zip(node.output, outs))
 
     def shape(self, node: onnx.NodeProto) -> None:
         """Shape of a [B, T, C] tensor, read from its image [B, C, 1, T]: dims 0, 3, 1 (region._measures), then
@@ -272,7 +283,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
             progress.update("rewriting layers", len(done), len(plans))
         elif id(node) in region.moved:
             writer.moved(node)
-            writer.exits([node.output[0]])
+            writer.exits(list(node.output))
         elif id(node) in region.shape_reads:
             writer.shape(node)
         else:

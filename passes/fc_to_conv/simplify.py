@@ -167,6 +167,16 @@ def _coalesce(atom_dims: List[Dim], perm: List[int]) -> Tuple[List[Dim], List[in
     return merged, [order.index(g) for g in range(len(groups))]
 
 
+def _candidates(atom_dims: List[Dim], perm: List[int], out_dims: List[Dim]):
+    """The (atom dims, permutation) forms to try: atoms merged where they stay neighbours, and as they are; and each
+    again with the output's leading 1s kept as leading axes that the permutation leaves in place, so that a
+    static batch of 1 needs no Squeeze and Unsqueeze around the Transpose."""
+    forms = [_coalesce(atom_dims, perm), (atom_dims, perm)]
+    lead = next((i for i, d in enumerate(out_dims) if d != 1), len(out_dims))
+    return forms + [([1] * lead + dims, list(range(lead)) + [p + lead for p in order]) for dims, order in forms
+                    if lead]
+
+
 def _axes_dims(axes: List[List[_Atom]]) -> List[Dim]:
     """The dims of a tensor given as atoms, dynamic ones named as in the chain's input."""
     dims: List[Dim] = []
@@ -230,7 +240,7 @@ def simplify(graph: onnx.GraphProto, chains: List[List[onnx.NodeProto]], shapes:
         best: Optional[List[onnx.NodeProto]] = None
         # merged atoms make fewer transposed dims, but a reshape after the permutation may then be unable to say
         # where a dynamic dim goes: try both, keep the shorter that can be written
-        for dims, order in (_coalesce(atom_dims, perm), (atom_dims, perm)):
+        for dims, order in _candidates(atom_dims, perm, out_dims):
             em.begin()
             if _emit(em, chain[0].input[0], src, dims, order, out_dims, final, final + "_collapsed") \
                     and (best is None or len(em.nodes) < len(best)):
