@@ -151,3 +151,19 @@ def test_openvino_target_keeps_the_chains_at_the_attention_products():
     assert {"q_heads", "q_t", "k_heads", "k_t", "v_heads", "v_t", "merge_t"} <= names
     split = next(n for n in new.graph.node if n.op_type == "Split")
     assert next(a.i for a in split.attribute if a.name == "axis") == 2
+
+
+def test_a_split_of_the_rows_of_a_weight_first_layer_stays():
+    """W @ x on [B, K, T] (channels first): its output's last axis is the rows, not the channels, so a Split there
+    is not a channel split, even where the sizes would fit the channels (6 channels, 6 rows here)."""
+    nodes = [helper.make_node("MatMul", ["w", "x"], ["y"], name="fc"),
+             helper.make_node("Split", ["y", "sizes"], ["a", "b"], axis=2),
+             helper.make_node("Transpose", ["a"], ["ya"], perm=[0, 2, 1]),
+             helper.make_node("Reshape", ["b", "flat"], ["yb"])]
+    m = make_model(nodes, [vi("x", [1, 8, 6])], [vi("ya", [1, 2, 6]), vi("yb", [1, 24])],
+                   [init("w", rand((6, 8))), init("sizes", np.array([2, 4], np.int64)),
+                    init("flat", np.array([1, -1], np.int64))])
+    new, report = convert_and_compare(m, [{"x": rand((1, 8, 6), seed=6)}])
+    assert [c.name for c in report.converted] == ["fc"]
+    split = next(n for n in new.graph.node if n.op_type == "Split")
+    assert next(a.i for a in split.attribute if a.name == "axis") == 2

@@ -148,8 +148,9 @@ def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Con
     read only by Reshapes and Transposes (the heads split): the parts are images of the same family, each with its
     share of the channels, and their ways out merge with those Reshapes and Transposes (simplify.py)."""
     image = image_of.get(node.input[0]) if node.op_type == "Split" and node.domain in ("", "ai.onnx") else None
-    if image is None or attr(node, "axis", 0) not in (-1, len(image.family.lead)):
-        return None
+    if image is None or image.family.kind == "channels_first" \
+            or attr(node, "axis", 0) not in (-1, len(image.family.lead)):
+        return None   # (channels first, W @ x: the last axis is the rows)
     if any(r.op_type not in ("Reshape", "Transpose") or r.input[0] != o for o in node.output
            for r in index.consumers.get(o, [])) or any(o in index.graph_outputs for o in node.output):
         return None
