@@ -62,8 +62,16 @@ class Emitter:
     def again(self, node: onnx.NodeProto, x: str, hint: str) -> str:
         """`node` once more (its op, other inputs and attributes) on `x`: a DequantizeLinear re-applied after a
         layout change, say."""
+        return self.again_all(node, x, [hint], hint)[0]
+
+    def again_all(self, node: onnx.NodeProto, x: str, outputs: Sequence[str], hint: str, **changed) -> List[str]:
+        """`node` once more on `x`, with an output per hint in `outputs` and the attributes in `changed` replacing
+        its own (a Split on the image's channels: axis=1)."""
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        return self.node(node.op_type, [x] + list(node.input[1:]), hint, **attrs)
+        outs = [self.names.fresh(o) for o in outputs]
+        self.nodes.append(helper.make_node(node.op_type, [x] + list(node.input[1:]), outs,
+                                           name=self.names.fresh(hint), **{**attrs, **changed}))
+        return outs
 
     def reshape(self, x: str, dims: Sequence[int], hint: str, output: Optional[str] = None) -> str:
         if self.opset < 5:  # Reshape-1 takes its shape as an attribute

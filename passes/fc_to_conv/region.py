@@ -213,7 +213,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 changed = True
 
     shape_reads = {id(c): t for t in image_of for c in index.consumers.get(t, [])
-                   if blocks and _measures(c, image_of[t])}
+                   if _measures(c, image_of[t])} if blocks else {}
     exits = set()
     for t in image_of:
         readers = index.consumers.get(t, [])

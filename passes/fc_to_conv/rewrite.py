@@ -232,11 +232,8 @@ class _Writer:
 
     def _split(self, node: onnx.NodeProto) -> None:
         """The Split on the image's channels (axis 1), its sizes as they were (region._channel_split)."""
-        outs = [self.em.names.fresh(o + "_image") for o in node.output]
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        self.em.nodes.append(onnx.helper.make_node("Split", [self.image[node.input[0]]] + list(node.input[1:]), outs,
-                                                   name=self.em.names.fresh((node.name or "split") + "_image"),
-                                                   **{**attrs, "axis": 1}))
+        outs = self.em.again_all(node, self.image[node.input[0]], [o + "_image" for o in node.output],
+                                 (node.name or "split") + "_image", axis=1)
         self.image.update(zip(node.output, outs))
 
     def shape(self, node: onnx.NodeProto) -> None:
