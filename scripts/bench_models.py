@@ -34,6 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [  # model, fixed input shapes, label
     ("bert_tiny", {"input_ids": [1, 128], "attention_mask": [1, 128]}, "BERT-style encoder, batch 1, seq 128"),
     ("gpt_tiny", {"input_ids": [1, 128]}, "GPT-style decoder, batch 1, seq 128"),
+    ("hf_distilbert", {"input_ids": [1, 128], "attention_mask": [1, 128]}, "HF DistilBERT, batch 1, seq 128"),
+    ("hf_gpt2", {"input_ids": [1, 128]}, "HF GPT-2, batch 1, seq 128"),
     ("vit_tiny", {"image": [1, 3, 32, 32]}, "ViT, batch 1"),
     ("cnn_classifier", {"image": [1, 3, 32, 32]}, "CNN with FC head, batch 1"),
     ("mlp", {"x": [1, 32]}, "MLP, batch 1"),
