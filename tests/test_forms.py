@@ -94,8 +94,8 @@ def test_weight_per_group_is_one_grouped_conv(dtype, x_shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_chain_of_reshape_wrapped_gemms_stays_4d(dtype):
-    """Three Reshape -> Gemm -> Reshape(Concat(Shape(x)[:2], [N])) layers with Relus: one way in (Transpose,
-    Reshape) and one way out for the chain, as for MatMuls on [B, T, K]; the shape computations are gone."""
+    """Three Reshape -> Gemm -> Reshape(Concat(Shape(x)[:2], [N])) layers with Relus: one way in (Reshape,
+    Transpose) and one way out for the chain, as for MatMuls on [B, T, K]; the shape computations are gone."""
     import importlib.util
     import os
     from test_cli import ROOT
@@ -110,7 +110,7 @@ def test_a_chain_of_reshape_wrapped_gemms_stays_4d(dtype):
         for v in list(m.graph.input) + list(m.graph.output):
             v.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
     new, report = _check(m, {"x": rand((2, 5, 32), dtype)}, dtype, ["linear0", "linear1", "linear2"])
-    assert ops(new) == ["Transpose", "Reshape", "Conv", "Relu", "Conv", "Relu", "Conv", "Reshape", "Transpose"]
+    assert ops(new) == ["Reshape", "Transpose", "Conv", "Relu", "Conv", "Relu", "Conv", "Transpose", "Reshape"]
 
 
 def test_the_channels_last_block_leaves_no_identity():

@@ -85,7 +85,7 @@ def test_quantized_activation_is_laid_out_before_it_is_dequantized():
     producers = {o: n for n in new.graph.node for o in n.output}
     assert producers[conv.input[0]].op_type == "DequantizeLinear"
     assert producers[conv.input[1]].op_type == "DequantizeLinear"
-    assert ops(new)[:4] == ["QuantizeLinear", "Transpose", "Reshape", "DequantizeLinear"], ops(new)
+    assert ops(new)[:4] == ["QuantizeLinear", "Reshape", "Transpose", "DequantizeLinear"], ops(new)
     assert ops(new).count("DequantizeLinear") == 2, "the original activation DequantizeLinear is gone"
     x = rand((5, 8))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])

@@ -102,5 +102,5 @@ def test_chains_collapse_in_a_body_and_around_it():
     m.graph.initializer.extend([init("W2", rand((64, 64), seed=5)), init("hs", np.array([0, 0, 4, 16], np.int64))])
     new, report = convert(m)
     assert report.verified and len(report.converted) == 3, report.text()
-    assert ops(new) == ["Transpose", "Reshape", "Conv", "Reshape", "If"]
+    assert ops(new) == ["Reshape", "Transpose", "Conv", "Reshape", "If"]
     assert body_ops(new).count("Conv") == 2 and "MatMul" not in body_ops(new)  # then and else branches

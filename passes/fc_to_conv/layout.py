@@ -11,12 +11,15 @@ channels_first: the weight is on the left (W @ x, Conv1d-style), the channels al
 
 spatial (default): rows go on the image's width, one image per leading batch entry.
     rank 1 [K]          Reshape [1,K,1,1]                          ... Reshape [N]
-    rank 2 [M, K]       Transpose -> [K,M], Reshape [1,K,1,-1]     ... Reshape [N,-1], Transpose -> [M,N]
+    rank 2 [M, K]       Reshape [1,1,-1,K], Transpose(0,3,1,2)     ... Transpose(0,2,3,1), Reshape [-1,N]
     rank 2, A^T [K, M]  Reshape [1,K,1,-1]                         ... (as rank 2)
     rank 2, M == 1      Reshape [1,K,1,1]                          ... Reshape [1,N]
-    rank 3 [B, T, K]    Transpose(0,2,1), Reshape [0,0,1,-1]       ... Reshape [0,0,-1], Transpose(0,2,1)
+    rank 3 [B, T, K]    Reshape [0,1,-1,K], Transpose(0,3,1,2)     ... Transpose(0,2,3,1), Reshape [0,-1,N]
     rank 4 [B, H, T, K] Transpose(0,3,1,2) -> [B,K,H,T]            ... Transpose(0,2,3,1)
-  onnxruntime runs a 1x1 Conv over a wide image as one matrix product.
+  onnxruntime runs a 1x1 Conv over a wide image as one matrix product. The Transposes are 4-D and next to the
+  Conv (NHWC <-> NCHW), so that onnxruntime's NCHWc transformer folds them into the reorders it puts around its
+  Conv kernel (channels_last), with dynamic rows too; a 3-D Transpose(0,2,1) before a Reshape stays a Transpose
+  that runs (measured: README, Layout).
 
 batch: every row is its own 1x1 image.
     any rank [..., K]   Reshape [-1,K,1,1]                         ... Reshape [..., N]
@@ -68,11 +71,11 @@ class Family:
                 x = em.transpose(x, [1, 0], hint + "_a")
             return em.reshape(x, [-1, k, 1, 1], hint + "_image")
         if rank == 2:
-            if not self.transposed:
-                x = em.transpose(x, [1, 0], hint + "_cols")
-            return em.reshape(x, [1, k, 1, -1], hint + "_image")
+            if self.transposed:
+                return em.reshape(x, [1, k, 1, -1], hint + "_image")
+            return em.transpose(em.reshape(x, [1, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")
         if rank == 3:
-            return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")
+            return em.transpose(em.reshape(x, [0, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")
         return em.transpose(x, [0, 3, 1, 2], hint + "_image")
 
     def leave(self, em: Emitter, y: str, n: int, out: str, hint: str) -> None:
@@ -91,9 +94,9 @@ class Family:
                 shape = em.node("Concat", [prefix, em.shape([n])], hint + "_shape", axis=0)
                 em.node("Reshape", [y, shape], hint + "_rows", out)
         elif rank == 2:
-            em.transpose(em.reshape(y, [n, -1], hint + "_cols_out"), [1, 0], hint + "_rows", out)
+            em.reshape(em.transpose(y, [0, 2, 3, 1], hint + "_rows4"), [-1, n], hint + "_rows", out)
         elif rank == 3:
-            em.transpose(em.reshape(y, [0, 0, -1], hint + "_chw_out"), [0, 2, 1], hint + "_rows", out)
+            em.reshape(em.transpose(y, [0, 2, 3, 1], hint + "_rows4"), [0, -1, n], hint + "_rows", out)
         else:
             em.transpose(y, [0, 2, 3, 1], hint + "_rows", out)
 
