@@ -58,11 +58,14 @@ MUTATIONS = {
     "revert loop unbounded": (
         PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
         ["tests/test_revert.py"]),
-    "channel LayerNorm without epsilon": (
-        PKG + "normalize.py", 'em.node("Add", [var, eps], hint + "_variance_eps")', 'var',
+    "way in by a 3-D Transpose (onnxruntime cannot fold it)": (
+        PKG + "layout.py",
+        'return em.transpose(em.reshape(x, [0, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")',
+        'return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")',
+        ["tests/test_rewrite.py"]),
+    "openvino target collapses the attention's chains": (
+        PKG + "targets.py", '"openvino": Target(collapse_head_split=False)', '"openvino": Target(collapse_head_split=True)',
         ["tests/test_targets.py"]),
-    "Shape of an image in the wrong order": (
-        PKG + "rewrite.py", "dims = [0, 3, 1][", "dims = [0, 1, 3][", ["tests/test_targets.py"]),
     "every FC layer taken for an attention projection": (
         PKG + "attention.py", "        if not _product(node, consts):\n            continue\n",
         "        found |= {id(n) for n in fc_nodes}\n", ["tests/test_targets.py"]),

@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full (default): an FC layer fed by Flatten/Reshape of a [N,C,H,W] map becomes a Conv with "
                         "an HxW kernel on the map, the Flatten goes; 1x1: every layer becomes a 1x1 Conv")
     p.add_argument("--target", choices=tuple(TARGETS), default="onnxruntime",
-                   help="the runtime the output is for (default onnxruntime); openvino keeps transformer blocks "
-                        "in the image layout and the attention's head split as the model wrote it, which "
-                        "OpenVINO runs fastest; ncnn leaves attention projections for ncnn's fused attention "
+                   help="the runtime the output is for (default onnxruntime); openvino keeps the attention's "
+                        "head split as the model wrote it, which OpenVINO fuses into its attention kernel; ncnn "
+                        "leaves attention projections for ncnn's fused attention "
                         "(see the README's Targets and Performance sections)")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")

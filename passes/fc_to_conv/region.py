@@ -14,18 +14,12 @@ reaches an FC layer: a move that leads nowhere would only shift the exit, or add
 
 With `splits`, a Split of an image's channels whose parts go only to Reshapes and Transposes (a fused QKV layer
 before the heads split) runs on the image too; each part leaves, and its way out merges with the heads split.
-
-With `blocks` (the openvino target, targets.py) a transformer block stays in the layout too: a LayerNormalization
-over the channels moves (normalize.py writes it for the image), an Add/Sub/Mul/Sum may take a same-shaped
-activation into the layout by the way in (the residual stream), and a Shape of a [B, T, C] image is read from the
-image (shape_reads) instead of making the tensor leave.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Set
 
-import numpy as np
 import onnx
 
 from .rules import Plan
@@ -41,7 +35,6 @@ UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "El
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum"}
 QDQ = {"QuantizeLinear", "DequantizeLinear"}   # per-tensor: each value on its own
 QLINEAR_BINARY = {"QLinearAdd", "QLinearMul"}    # com.microsoft, QOperator models: scales and zero points scalar
-ENTERING = {"Add", "Sub", "Mul", "Sum"}           # may take a same-shaped activation into the layout (blocks)
 
 
 @dataclass(frozen=True)
@@ -56,7 +49,6 @@ class Region:
     moved: Dict[int, onnx.NodeProto]
     exits: Set[str]
     reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
-    shape_reads: Dict[int, str] = field(default_factory=dict)   # Shape node id -> the image tensor it measures
 
 
 def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
@@ -70,47 +62,8 @@ def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
     return family_for(layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
 
 
-def _layer_norm(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
-                shapes: Dict[str, TypeShape], layout: str) -> Optional[Image]:
-    """A LayerNormalization over the channels alone (the last axis), of an fp32 [B, T, C] activation, with
-    constant per-channel scale and bias: it runs on the image as a normalization over axis 1 (normalize.py). Its
-    input is an image of the region, or an activation that joins the layout by the way in (the model's first
-    LayerNorm: the residual stream enters once, before it)."""
-    image = image_of.get(node.input[0])
-    if image is None:
-        dims = shapes.get(node.input[0], (0, None))[1]
-        if layout != "spatial" or dims is None or len(dims) != 3 or not isinstance(dims[-1], int):
-            return None
-        image = Image(family_for(layout, node.input[0], list(dims)), dims[-1])
-        if not _entered(node.input[0], image, consts, shapes):
-            return None
-    if image.family.kind != "spatial" or any(index.is_used(o) for o in node.output[1:] if o):
-        return None
-    rank = len(image.family.lead) + 1
-    axis = attr(node, "axis", -1)
-    if axis not in (-1, rank - 1) or shapes.get(node.input[0], (0, None))[0] != onnx.TensorProto.FLOAT:
-        return None
-    for i in node.input[1:3]:
-        value = consts.value(i) if i else np.ones(1)
-        if value is None or value.shape not in ((image.channels,), (1,)):
-            return None
-    return image
-
-
-def _entered(name: str, image: Image, consts: Constants, shapes: Dict[str, TypeShape]) -> bool:
-    """Whether an activation with the image's original shape can join it in the layout by the way in (the
-    residual stream of a transformer block meeting an FC layer's output)."""
-    if image.family.kind != "spatial" or image.family.transposed or consts.value(name) is not None:
-        return False
-    dims = shapes.get(name, (0, None))[1]
-    return dims is not None and tuple(dims) == tuple(image.family.lead) + (image.channels,) \
-        and all(d is not None and d != "" for d in dims)
-
-
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
-             shapes: Dict[str, TypeShape], blocks: bool = False, layout: str = "spatial") -> Optional[Image]:
-    if blocks and node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and node.input:
-        return _layer_norm(node, image_of, consts, index, shapes, layout)
+             shapes: Dict[str, TypeShape]) -> Optional[Image]:
     if not node.output or not (node.domain in ("", "ai.onnx") and node.op_type in UNARY | BINARY | QDQ
                                 or node.domain == "com.microsoft" and node.op_type in QLINEAR_BINARY):
         return None
@@ -126,8 +79,6 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
     rank = len(image.family.lead) + 1
     for i in node.input:
         if not i or i in image_of:
-            continue
-        if blocks and node.op_type in ENTERING and _entered(i, image, consts, shapes):
             continue
         value = consts.value(i)
         if value is None or value.ndim > rank:
@@ -169,7 +120,7 @@ def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Con
 
 
 def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
-            shapes: Dict[str, TypeShape], layout: str, blocks: bool = False, splits: bool = False) -> Region:
+            shapes: Dict[str, TypeShape], layout: str, splits: bool = False) -> Region:
     plan_of = {id(p.cand.node): p for p in plans}
     image_of: Dict[str, Image] = {}
     moved: Dict[int, onnx.NodeProto] = {}
@@ -185,7 +136,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
             moved[id(node)] = node
             image_of.update(zip(node.output, parts))
             continue
-        image = _movable(node, image_of, consts, index, shapes, blocks, layout)
+        image = _movable(node, image_of, consts, index, shapes)
         if image is not None:
             moved[id(node)] = node
             image_of[node.output[0]] = image
@@ -212,22 +163,9 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 del image_of[node.output[0]]
                 changed = True
 
-    shape_reads = {id(c): t for t in image_of for c in index.consumers.get(t, [])
-                   if _measures(c, image_of[t])} if blocks else {}
-    exits = set()
-    for t in image_of:
-        readers = index.consumers.get(t, [])
-        served = len(image_readers(t)) + sum(id(c) in shape_reads for c in readers)
-        if t in index.graph_outputs or served < len(readers):
-            exits.add(t)
+    exits = {t for t in image_of
+             if t in index.graph_outputs or len(image_readers(t)) < len(index.consumers.get(t, []))}
     reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None and p.group == 1
                    for p in plans}
-    return Region(image_of, moved, exits, reads_image, shape_reads)
+    return Region(image_of, moved, exits, reads_image)
 
-
-def _measures(node: onnx.NodeProto, image: Image) -> bool:
-    """A Shape of a [B, T, C] tensor held as the image [B, C, 1, T]: it can read the image and pick its dims
-    (rewrite.py), so that a model that computes its head split from the hidden state's shape does not make the
-    hidden state leave the layout."""
-    return node.op_type == "Shape" and node.domain in ("", "ai.onnx") and image.family.kind == "spatial" \
-        and len(image.family.lead) == 2 and not image.family.transposed

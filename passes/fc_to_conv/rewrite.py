@@ -25,9 +25,7 @@ from .rules import Plan
 from .constants import Constants
 from .emit import Emitter
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
-from .graph_index import attr
 from .layout import family_for, image_constant
-from .normalize import layer_norm
 from .qdq import per_tensor
 from .region import Region, input_family
 
@@ -207,9 +205,6 @@ class _Writer:
             if i in self.image:
                 inputs.append(self.image[i])
                 continue
-            if i and self.consts.value(i) is None:  # the residual stream joining the layout (region._entered)
-                inputs.append(self._enter(i, image))
-                continue
             cf = image.family.kind == "channels_first"
             relaid = image_constant(self.consts.value(i), image.channels, cf) if i else None
             if relaid is not None:
@@ -217,10 +212,6 @@ class _Writer:
             inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels, cf))
         out = em.names.fresh(node.output[0] + "_image")
         self.image[node.output[0]] = out
-        if node.op_type == "LayerNormalization":
-            scale, bias = [(inputs[j] if j < len(inputs) else "") or None for j in (1, 2)]
-            layer_norm(em, inputs[0], attr(node, "epsilon", 1e-5), scale, bias, node.name or node.output[0], out)
-            return
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = em.names.fresh((node.name or node.output[0]) + "_image")
@@ -235,20 +226,6 @@ class _Writer:
         outs = self.em.again_all(node, self.image[node.input[0]], [o + "_image" for o in node.output],
                                  (node.name or "split") + "_image", axis=1)
         self.image.update(zip(node.output, outs))
-
-    def shape(self, node: onnx.NodeProto) -> None:
-        """Shape of a [B, T, C] tensor, read from its image [B, C, 1, T]: dims 0, 3, 1 (region._measures), then
-        Shape's own start and end (opset 15), which slice as Python does."""
-        image = self.image[self.region.shape_reads[id(node)]]
-        dims = [0, 3, 1][attr(node, "start", 0):attr(node, "end", 3)]
-        full = self.em.node("Shape", [image], (node.name or node.output[0]) + "_image")
-        self.em.node("Gather", [full, self.em.shape(dims)], node.name or node.output[0], node.output[0], axis=0)
-
-    def _enter(self, name: str, image) -> str:
-        """An activation in the image layout of `image`, by the way in (shared with FC layers that read it)."""
-        if name not in self.entries:
-            self.entries[name] = image.family.enter(self.em, name, image.channels, name)
-        return self.entries[name]
 
     def exits(self, produced: List[str]) -> None:
         for t in produced:
@@ -281,8 +258,6 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         elif id(node) in region.moved:
             writer.moved(node)
             writer.exits(list(node.output))
-        elif id(node) in region.shape_reads:
-            writer.shape(node)
         else:
             new_nodes.append(node)
             continue
