@@ -70,12 +70,10 @@ class Family:
             if self.transposed:
                 x = em.transpose(x, [1, 0], hint + "_a")
             return em.reshape(x, [-1, k, 1, 1], hint + "_image")
-        if rank == 2:
-            if self.transposed:
-                return em.reshape(x, [1, k, 1, -1], hint + "_image")
-            return em.transpose(em.reshape(x, [1, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")
-        if rank == 3:
-            return em.transpose(em.reshape(x, [0, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")
+        if rank == 2 and self.transposed:
+            return em.reshape(x, [1, k, 1, -1], hint + "_image")
+        if rank < 4:   # [M, K] as [1, 1, M, K], [B, T, K] as [B, 1, T, K]: rows on the width, channels last
+            x = em.reshape(x, [1 if rank == 2 else 0, 1, -1, k], hint + "_rows4")
         return em.transpose(x, [0, 3, 1, 2], hint + "_image")
 
     def leave(self, em: Emitter, y: str, n: int, out: str, hint: str) -> None:
@@ -93,12 +91,11 @@ class Family:
                 prefix = em.shape_prefix(self.source, len(self.lead), hint + "_lead")
                 shape = em.node("Concat", [prefix, em.shape([n])], hint + "_shape", axis=0)
                 em.node("Reshape", [y, shape], hint + "_rows", out)
-        elif rank == 2:
-            em.reshape(em.transpose(y, [0, 2, 3, 1], hint + "_rows4"), [-1, n], hint + "_rows", out)
-        elif rank == 3:
-            em.reshape(em.transpose(y, [0, 2, 3, 1], hint + "_rows4"), [0, -1, n], hint + "_rows", out)
-        else:
+        elif rank == 4:
             em.transpose(y, [0, 2, 3, 1], hint + "_rows", out)
+        else:
+            em.reshape(em.transpose(y, [0, 2, 3, 1], hint + "_rows4"), [-1, n] if rank == 2 else [0, -1, n],
+                       hint + "_rows", out)
 
 
 def family_for(layout: str, x: str, dims: List[Dim], transposed: bool = False,
