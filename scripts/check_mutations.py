@@ -59,9 +59,10 @@ MUTATIONS = {
         PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
         ["tests/test_revert.py"]),
     "way in by a 3-D Transpose (onnxruntime cannot fold it)": (
-        PKG + "layout.py",
-        'return em.transpose(em.reshape(x, [0, 1, -1, k], hint + "_rows4"), [0, 3, 1, 2], hint + "_image")',
-        'return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")',
+        PKG + "layout.py", "        if rank < 4:",
+        '        if rank == 3:\n'
+        '            return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")\n'
+        '        if rank < 4:',
         ["tests/test_rewrite.py"]),
     "openvino target collapses the attention's chains": (
         PKG + "targets.py", '"openvino": Target(collapse_head_split=False)', '"openvino": Target(collapse_head_split=True)',
