@@ -10,7 +10,9 @@ from onnx import helper
 
 from builders import assert_converted, init, make_model, ops, rand, vi
 from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv.inputs import make_feeds
 from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.shapes import infer
 from passes.fc_to_conv.targets import TARGETS
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
@@ -81,10 +83,7 @@ def test_openvino_runs_no_more_layout_layers_than_the_original(name):
     m, _ = load(os.path.join(MODELS, name + ".onnx"))
     new, report = convert(m, Options(target="openvino", input_sets=1))
     assert report.verified, report.text()
-    rng = np.random.default_rng(0)
-    feed = {k: (rng.standard_normal(v).astype(np.float32) if k == "image" else
-                np.ones(v, np.int64) if k == "attention_mask" else rng.integers(0, 500, v).astype(np.int64))
-            for k, v in FIXED[name].items()}
+    feed = make_feeds(m, infer(m), 1, fixed=FIXED[name])[0]
 
     def layout_layers(model):
         core = ov.Core()
