@@ -1,7 +1,7 @@
 """Removing what a rewrite left unread: nodes, initializers, and the value_info of tensors that are gone.
 
 Only nodes and initializers named by the caller are candidates; each goes once nothing reads it (subgraph
-references included), and a chain of producers unravels over a few rounds.
+references included); a chain of producers unravels as each reader goes.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import List, Set
 
 import onnx
 
-from .graph_index import producers, read_counts, readers, subgraphs
+from .graph_index import producers, read_counts, reads, readers, subgraphs
 
 
 def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
@@ -35,13 +35,23 @@ def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:
 
 
 def drop_unused_nodes(nodes: List[onnx.NodeProto], removable: Set[int], graph: onnx.GraphProto):
-    """`nodes` without those of `removable` (ids) that nothing reads, round after round."""
-    while True:
-        counts = read_counts(nodes, graph)
-        dead = {id(n) for n in nodes if id(n) in removable and not any(counts.get(o) for o in n.output if o)}
-        if not dead:
-            return nodes
-        nodes = [n for n in nodes if id(n) not in dead]
+    """`nodes` without those of `removable` (ids) that nothing reads once the others are gone. Reference counts:
+    a dropped node releases its reads, and a producer whose outputs then go unread is looked at again, so the cost
+    is the size of the graph, not its depth times its size."""
+    counts = read_counts(nodes, graph)
+    producer = {o: n for n in nodes if id(n) in removable for o in n.output if o}
+    dead: Set[int] = set()
+    todo = [n for n in nodes if id(n) in removable]
+    while todo:
+        node = todo.pop()
+        if id(node) in dead or any(counts.get(o) for o in node.output if o):
+            continue
+        dead.add(id(node))
+        for name in reads(node):
+            counts[name] -= 1
+            if not counts[name] and name in producer:
+                todo.append(producer[name])
+    return [n for n in nodes if id(n) not in dead] if dead else nodes
 
 
 def drop_unused_initializers(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:

@@ -16,7 +16,7 @@ one line. Values of an outer scope (weights of a main graph read inside an If or
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -133,16 +133,18 @@ class Constants:
     def reason(self, name: str) -> str:
         return self._resolve(name)[1]
 
-    def source_nodes(self, name: str) -> List[onnx.NodeProto]:
-        """The Constant and folded nodes that compute `name` inside this graph (empty for an initializer)."""
-        node = self.index.producer.get(name)
-        if node is None:
-            return []
-        out = [node]
-        for i in node.input:
-            if i:
-                out += self.source_nodes(i)
-        return out
+    def source_nodes(self, names: Iterable[str]) -> List[onnx.NodeProto]:
+        """The Constant and folded nodes that compute `names` inside this graph (none for an initializer), each
+        once: a walk that remembers what it visited, so a constant subgraph shared by many layers, or read twice at
+        every level (T5's relative position buckets), costs its size and not a power of its depth."""
+        found: Dict[int, onnx.NodeProto] = {}
+        todo = [n for n in names if n]
+        while todo:
+            node = self.index.producer.get(todo.pop())
+            if node is not None and id(node) not in found:
+                found[id(node)] = node
+                todo.extend(i for i in node.input if i)
+        return list(found.values())
 
     def _resolve(self, name: str) -> Tuple[Optional[np.ndarray], str]:
         if name in self._cache:

@@ -264,7 +264,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         new_nodes.extend(em.nodes)
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.relaid
     sources |= {i for p in plans for n in p.absorbed for i in n.input[1:] if i}   # a wrapped Gemm's Reshape shape
-    removable = {id(n) for name in sources for n in consts.source_nodes(name)}
+    removable = {id(n) for n in consts.source_nodes(sources)}
     removable |= {id(n) for p in plans if p.head is not None for n in [p.head.flatten] + p.head.through}
     removable |= {id(n) for n in writer.hoisted} | {id(n) for p in plans for n in p.bypassed}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
