@@ -85,8 +85,11 @@ def test_quantized_activation_is_laid_out_before_it_is_dequantized():
     producers = {o: n for n in new.graph.node for o in n.output}
     assert producers[conv.input[0]].op_type == "DequantizeLinear"
     assert producers[conv.input[1]].op_type == "DequantizeLinear"
-    assert ops(new)[:4] == ["QuantizeLinear", "Reshape", "Transpose", "DequantizeLinear"], ops(new)
-    assert ops(new).count("DequantizeLinear") == 2, "the original activation DequantizeLinear is gone"
+    # each layout op on the integers is a QDQ node unit with the activation's scale and zero point
+    assert ops(new)[:8] == ["QuantizeLinear", "DequantizeLinear", "Reshape", "QuantizeLinear", "DequantizeLinear",
+                            "Transpose", "QuantizeLinear", "DequantizeLinear"], ops(new)
+    assert all(list(n.input[1:]) == ["x_scale", "x_zp"] for n in new.graph.node[:8] if "Quantize" in n.op_type)
+    assert ops(new).count("DequantizeLinear") == 4, "the original activation DequantizeLinear is gone"
     x = rand((5, 8))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
 
@@ -108,7 +111,10 @@ def test_quantize_after_the_conv_moves_before_the_way_out():
     q = next(n for n in new.graph.node if n.op_type == "QuantizeLinear")
     assert q.input[0] == conv.output[0], "the QuantizeLinear reads the Conv directly"
     producers = {o: n for n in new.graph.node for o in n.output}
-    assert producers["yq"].op_type in ("Transpose", "Reshape"), "the way out ends in the quantized tensor's name"
+    last = producers["yq"]   # the way out's last op, a QDQ node unit that ends in the quantized tensor's name
+    assert last.op_type == "QuantizeLinear" and list(last.input[1:]) == ["y_scale", "y_zp"], last
+    assert producers[last.input[0]].op_type in ("Transpose", "Reshape")
+    assert producers[producers[last.input[0]].input[0]].op_type == "DequantizeLinear"
     x = rand((5, 8))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
 

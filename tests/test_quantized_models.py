@@ -22,6 +22,8 @@ FLOAT = {"Conv", "FusedConv", "MatMul", "Gemm", "FusedMatMul", "FusedGemm"}
 # onnxruntime has no 16-bit integer kernel: the original's DequantizeLinear(int8 weight) -> MatMul runs as
 # MatMulNBits (weights kept as integers), the converted model's as float Conv (faster here: see the README)
 WEIGHT_ONLY = {"MatMulNBits"}
+LAYOUT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"}
+SMALL_INTEGERS = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16}
 
 
 def kernels(path):
@@ -79,8 +81,44 @@ def test_the_tensorrt_model_keeps_its_explicit_quantization(tmp_path):
     assert cli(os.path.join(ROOT, "models", "quantized", "mlp_tensorrt.onnx"), out).returncode == 0
     new = onnx.load(str(out))
     ops = collections.Counter(n.op_type for n in new.graph.node)
-    assert ops["Conv"] == 3 and ops["QuantizeLinear"] == 6 and ops["DequantizeLinear"] == 6, ops
+    # one pair per weight and activation, and one per layout op on the integers (the way in: a QDQ node unit)
+    assert ops["Conv"] == 3 and ops["QuantizeLinear"] == 8 and ops["DequantizeLinear"] == 8, ops
     assert ops["Reshape"] + ops["Transpose"] == 4, ops
+    assert not integer_layout_ops(new)
+
+
+def integer_layout_ops(model):
+    """The layout ops that read 8- or 16-bit integers (types from onnx's shape inference)."""
+    model = onnx.shape_inference.infer_shapes(model)
+    g = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
+    return [n.name for n in g.node if n.op_type in LAYOUT and types.get(n.input[0]) in SMALL_INTEGERS]
+
+
+@pytest.mark.parametrize("name", ["mlp_qdq_u8.onnx", "cnn_qdq_u8_pc.onnx", "vit_qdq_u8_pc.onnx", "bert_qdq_u16.onnx",
+                                  "mlp_tensorrt.onnx"])
+def test_layout_ops_on_quantized_activations_are_qdq_node_units(name, tmp_path):
+    """A QDQ compiler (the QNN HTP EP) takes an op only as DequantizeLinear -> op -> QuantizeLinear: no layout op of
+    the converted model reads integers (none of the originals does), and each one the pass wrapped dequantizes and
+    quantizes again with the same scale and zero point."""
+    out = tmp_path / "out.onnx"
+    assert cli(os.path.join(ROOT, "models", "quantized", name), out).returncode == 0
+    new = onnx.load(str(out))
+    assert not integer_layout_ops(onnx.load(os.path.join(ROOT, "models", "quantized", name)))
+    assert not integer_layout_ops(new)
+    producer = {o: n for n in new.graph.node for o in n.output}
+    readers = collections.defaultdict(list)
+    for n in new.graph.node:
+        for i in n.input:
+            readers[i].append(n)
+    units = 0
+    for n in (n for n in new.graph.node if n.op_type in LAYOUT):
+        dq, after = producer.get(n.input[0]), readers[n.output[0]]
+        if dq is not None and dq.op_type == "DequantizeLinear" and len(after) == 1 \
+                and after[0].op_type == "QuantizeLinear":
+            assert list(after[0].input[1:]) == list(dq.input[1:]), n.name
+            units += 1
+    assert units >= {"cnn_qdq_u8_pc.onnx": 1, "mlp_tensorrt.onnx": 2}.get(name, 4), units
 
 
 @pytest.mark.parametrize("name", ["mlp_qdq_u8.onnx", "mlp_qoperator.onnx"])

@@ -36,7 +36,7 @@ def block():
     return make_model(nodes, [vi("x", ["b", "t", C])], [vi("y", ["b", "t", 3])], inits)
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
+@pytest.mark.parametrize("target", sorted(set(TARGETS) - {"ethos-u"}))   # ethos-u converts nothing (below)
 def test_every_target_leaves_layer_norms_and_residuals_alone(target):
     """LayerNormalization and the residual Add stay in [B, T, C] on every target: each FC chain enters the image
     layout and leaves it (Reshape + Transpose each way)."""
@@ -49,7 +49,31 @@ def test_every_target_leaves_layer_norms_and_residuals_alone(target):
 def test_unknown_target_is_refused():
     with pytest.raises(ValueError, match="target must be one of"):
         convert(block(), Options(target="tensorrt"))
-    assert set(TARGETS) == {"onnxruntime", "openvino", "ncnn"}
+    assert set(TARGETS) == {"onnxruntime", "openvino", "ncnn", "qnn", "rknn", "ethos-u"}
+
+
+def test_ethos_u_leaves_every_fc_layer_and_keeps_the_rules_own_reasons():
+    """Vela runs FullyConnected better than a 1x1 Conv: every layer the rules accept stays, with the target's
+    reason; the activation x activation products keep the rule's reason; nothing changes in the graph."""
+    m = onnx.load(os.path.join(MODELS, "transformer_block.onnx"))
+    new, report = convert(m, Options(target="ethos-u"))
+    assert report.verified and not report.converted, report.text()
+    reasons = {s.name: s.reason for s in report.skipped}
+    assert {n for n, r in reasons.items() if r.startswith("left as a fully connected layer for Ethos-U")} == \
+        {"q_mm", "k_mm", "v_mm", "o_mm", "ff1_mm", "ff2_mm"}, reasons
+    assert reasons["qk"].startswith("both operands are computed at run time"), reasons
+    assert ops(new) == ops(m)
+
+
+def test_rknn_leaves_grouped_layers_and_converts_the_others():
+    """RKNN converts FC layers itself, but runs a grouped Conv as Split + a Conv per group + Concat."""
+    _, grouped = convert(onnx.load(os.path.join(MODELS, "grouped.onnx")), Options(target="rknn"))
+    assert not grouped.converted and grouped.skipped[0].reason.startswith("a grouped layer, left for RKNN"), \
+        grouped.text()
+    _, default = convert(onnx.load(os.path.join(MODELS, "grouped.onnx")))
+    assert_converted(default, ["grouped_fc"])
+    _, block_report = convert(onnx.load(os.path.join(MODELS, "transformer_block.onnx")), Options(target="rknn"))
+    assert_converted(block_report, ["q_mm", "k_mm", "v_mm", "o_mm", "ff1_mm", "ff2_mm"])
 
 
 def own_layout_nodes(original, new):

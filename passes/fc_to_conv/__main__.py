@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=tuple(TARGETS), default="onnxruntime",
                    help="the runtime the output is for (default onnxruntime); openvino keeps the attention's "
                         "head split as the model wrote it, which OpenVINO fuses into its attention kernel; ncnn "
-                        "leaves attention projections for ncnn's fused attention "
-                        "(see the README's Targets and Performance sections)")
+                        "leaves attention projections for ncnn's fused attention; qnn (Qualcomm HTP) leaves layers "
+                        "that feed a Tanh chain; rknn leaves grouped layers; ethos-u leaves every layer FC, which "
+                        "Ethos-U runs better (see the README's Targets and Performance sections)")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",

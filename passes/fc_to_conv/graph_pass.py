@@ -5,12 +5,12 @@ rest; in the main graph and in every If/Loop/Scan body, innermost first.
 
 After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py; for a target that fuses the
 attention, not those at its products: targets.py), QuantizeLinear moves next
-to the Conv (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
+to the Conv and each layout op on integers becomes a QDQ node unit (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Set
+from typing import Dict, Iterator, List, Optional, Set, Union
 
 import onnx
 
@@ -22,7 +22,7 @@ from .graph_index import GraphIndex, Names, default_opset, subgraphs
 from .isolate import layer_model
 from .layout import LAYOUTS
 from .progress import Progress
-from .qdq import quantize_before_layout
+from .qdq import layout_units, quantize_before_layout
 from .region import analyse
 from .rewrite import Converted, rewrite
 from .rules import RULES, CheckContext, Plan, Rule, Skip, find_candidates
@@ -30,6 +30,7 @@ from .shapes import TypeShape, infer
 from .simplify import find_chains, simplify
 from .sinks import Sink
 from .targets import TARGETS
+from .unfused import feeding
 
 MODES = ("full", "1x1")
 
@@ -147,9 +148,10 @@ class FcToConvPass:
         plans: List[Plan] = []
         cands = list(find_candidates(list(graph.node), consts.index, self.rules))
         kept = projections(graph.node, [c.node for c in cands], consts) if self.target.keep_attention else set()
+        feeds = feeding([c.node for c in cands], consts.index, self.target.keep_feeding)
         for cand in cands:
             cand.key = f"{scope}#{position[id(cand.node)]}"
-            verdict = Skip(cand, self.target.keep_attention) if id(cand.node) in kept else cand.rule.check(cand, ctx)
+            verdict = self._verdict(cand, ctx, id(cand.node) in kept, id(cand.node) in feeds)
             if isinstance(verdict, Skip):
                 run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
             elif cand.key in run.exclude:
@@ -159,6 +161,17 @@ class FcToConvPass:
                 if run.isolate:
                     run.result.layers[cand.key] = layer_model(verdict, consts, run.shapes, run.opset, run.ir)
         return plans
+
+    def _verdict(self, cand, ctx: CheckContext, projection: bool, feeds_unfused: bool) -> Union[Plan, Skip]:
+        """The rule's check, unless the target leaves the layer as it is (targets.py); a layer the rule refuses
+        keeps the rule's reason."""
+        target = self.target
+        if projection or feeds_unfused:
+            return Skip(cand, target.keep_attention if projection else target.keep_feeding_reason)
+        verdict = cand.rule.check(cand, ctx)
+        if isinstance(verdict, Plan) and (target.keep_all or target.keep_grouped and verdict.group > 1):
+            return Skip(cand, target.keep_all or target.keep_grouped)
+        return verdict
 
     def _collapse_chains(self, run: _Run) -> None:
         """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs
@@ -187,4 +200,5 @@ class FcToConvPass:
         if em.added and any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
             for g in graphs(graph):
                 quantize_before_layout(g, em.added, run.constants(g))
+                layout_units(g, em.added, run.constants(g), run.names)
 

@@ -152,15 +152,34 @@ def _symbolic_shape_inference():
     return module.SymbolicShapeInference
 
 
+def _infer_symbolic(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True), step by step as it runs
+    them, without its last step: when inference is incomplete it saves the model as `sym_shape_infer_temp.onnx`
+    plus a `<uuid>.data` file into the current directory (the user's), then raises. Here an incomplete inference
+    is None and nothing is written."""
+    SymbolicShapeInference = _symbolic_shape_inference()
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 7:
+        return None
+    inference = SymbolicShapeInference(2**31 - 1, True, True, 0)
+    complete = False
+    inference._preprocess(model)
+    while inference.run_:
+        complete = inference._infer_impl()
+    inference._update_output_from_vi()
+    return inference.out_mp_ if complete else None
+
+
 def _fill_from_symbolic(light: onnx.ModelProto, table: Dict[str, TypeShape]) -> None:
     """onnx's inference stops at operators it does not know (com.microsoft's QGemm, say) and at some exporters'
     graphs; onnxruntime's symbolic shape inference knows onnxruntime's operators and merges dynamic dims. What it
     finds fills in the tensors onnx left unknown, and nothing else."""
     try:
-        SymbolicShapeInference = _symbolic_shape_inference()
         with contextlib.redirect_stdout(io.StringIO()):
-            inferred = SymbolicShapeInference.infer_shapes(light, auto_merge=True, guess_output_rank=True)
+            inferred = _infer_symbolic(light)
     except Exception:  # a help, not a requirement
+        return
+    if inferred is None:
         return
     found: Dict[str, TypeShape] = {}
     _collect(inferred.graph, found)

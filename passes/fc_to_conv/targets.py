@@ -26,17 +26,34 @@ ncnn         as onnxruntime, but an attention's Q, K, V and output layers stay a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import FrozenSet
 
 
 @dataclass(frozen=True)
 class Target:
     collapse_head_split: bool  # also collapse the chains into an attention product (and split a fused QKV layer)
     keep_attention: str = ""   # the reason an attention's projections stay as they are; "" converts them
+    keep_feeding: FrozenSet[str] = frozenset()   # a layer whose output reaches one of these ops stays (unfused.py)
+    keep_feeding_reason: str = ""
+    keep_grouped: str = ""     # the reason a grouped layer (a 3-D weight: group > 1) stays; "" converts it
+    keep_all: str = ""         # the reason every layer stays as it is; "" converts them
 
 
 TARGETS = {
     "onnxruntime": Target(collapse_head_split=True),
     "openvino": Target(collapse_head_split=False),
+    "qnn": Target(collapse_head_split=True, keep_feeding=frozenset({"Tanh"}),
+                  keep_feeding_reason="its output reaches a Tanh through element-wise ops, left for QNN (--target "
+                                      "qnn): HTP fuses such a chain after a FullyConnected, not after a Conv "
+                                      "(GPT-2's tanh GELU: 2.9x the cycles converted)"),
+    "rknn": Target(collapse_head_split=True,
+                   keep_grouped="a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one "
+                                "exMatMul and the grouped Conv as Split + one Conv per group + Concat (grouped.onnx: "
+                                "352 -> 1024 int8 cycles)"),
+    "ethos-u": Target(collapse_head_split=True,
+                      keep_all="left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a "
+                               "FullyConnected better than the 1x1 Conv (transformer_block 2.05x, ViT 1.47x the "
+                               "cycles converted on U85-256; Arm's own backends turn 1x1 Convs into FC)"),
     "ncnn": Target(collapse_head_split=True,
                    keep_attention="an attention projection, left for ncnn (--target ncnn): pnnx fuses the Q, K, V "
                                   "and output layers with the attention into one MultiHeadAttention layer, which "

@@ -1,0 +1,101 @@
+"""--target qnn and Qualcomm's QNN HTP emulator (tests/qnn_htp.py; the `qnn` extra, onnxruntime-qnn).
+
+Without the emulator: the qnn target leaves the layers whose output reaches a Tanh through element-wise ops (HTP
+fuses such a chain after a FullyConnected, not after a Conv: GPT-2's tanh GELU took 2.9x the cycles) and converts
+every other layer, the erf GELU's included. With it: every shipped QDQ model whose original loads on HTP loads
+converted too, for every target, with no FC or Conv left on the CPU and no more CPU nodes than the original; every
+shipped float model runs in fp16 with every node on HTP. Cycles are the benchmark's (scripts/bench_npu.py): the
+emulator's counts vary between sessions, so they are not asserted here."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import qnn_htp
+from builders import assert_converted, init, make_model, rand, vi
+from passes.fc_to_conv import Options, convert, convert_file
+
+
+MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
+TANH_REASON = "its output reaches a Tanh through element-wise ops, left for QNN (--target qnn)"
+needs_qnn = pytest.mark.skipif(not qnn_htp.available(), reason="onnxruntime-qnn is not installed (the qnn extra)")
+
+
+def gelu_mlp(form: str):
+    """x [B, T, 8] -> fc1 -> GELU (tanh form: 0.5 x (1 + tanh(0.79788 (x + 0.044715 x^3))), or erf form) -> fc2."""
+    c = lambda name, v: init(name, np.array(v, np.float32))
+    inits = [init("w1", rand((8, 16), seed=1)), init("w2", rand((16, 8), seed=2)), c("half", 0.5), c("one", 1.0)]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1")]
+    if form == "tanh":
+        inits += [c("three", 3.0), c("k", 0.044715), c("s", 0.7978845834732056)]
+        nodes += [helper.make_node("Pow", ["h", "three"], ["p"]), helper.make_node("Mul", ["p", "k"], ["pk"]),
+                  helper.make_node("Add", ["h", "pk"], ["u"]), helper.make_node("Mul", ["u", "s"], ["us"]),
+                  helper.make_node("Tanh", ["us"], ["t"])]
+    else:
+        inits += [c("sqrt2", 1.4142135)]
+        nodes += [helper.make_node("Div", ["h", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["t"])]
+    nodes += [helper.make_node("Add", ["t", "one"], ["t1"]), helper.make_node("Mul", ["h", "t1"], ["g0"]),
+              helper.make_node("Mul", ["g0", "half"], ["g"]), helper.make_node("MatMul", ["g", "w2"], ["y"], name="fc2")]
+    return make_model(nodes, [vi("x", ["b", "t", 8])], [vi("y", ["b", "t", 8])], inits)
+
+
+def test_qnn_target_leaves_the_layer_before_a_tanh_gelu():
+    _, report = convert(gelu_mlp("tanh"), Options(target="qnn"))
+    assert_converted(report, ["fc2"])
+    assert [(s.name, s.reason.startswith(TANH_REASON)) for s in report.skipped] == [("fc1", True)], report.text()
+    _, default = convert(gelu_mlp("tanh"))
+    assert_converted(default, ["fc1", "fc2"])
+
+
+def test_qnn_target_converts_the_layer_before_an_erf_gelu():
+    """onnxruntime's QNN EP fuses the erf form into one QNN Gelu op after a Conv as well."""
+    _, report = convert(gelu_mlp("erf"), Options(target="qnn"))
+    assert_converted(report, ["fc1", "fc2"])
+
+
+def test_qnn_target_on_gpt2_leaves_only_the_layers_before_its_gelus():
+    _, report = convert(onnx.load(os.path.join(MODELS, "hf_gpt2.onnx")), Options(target="qnn"))
+    assert report.verified and not report.reverted, report.text()
+    assert sorted(s.name for s in report.skipped if s.reason.startswith(TANH_REASON)) == \
+        ["node_Gemm_312", "node_Gemm_334"], report.text()
+    assert len(report.converted) == 6, report.text()
+
+
+QDQ = ["mlp_qdq_u8", "cnn_qdq_u8_pc", "vit_qdq_u8_pc"]   # bert_qdq_u16: the original fails on HTP (MEM_ALLOC)
+FLOAT = ["mlp", "cnn_classifier", "resnet_tiny", "vit_tiny", "bert_tiny", "gpt_tiny", "transformer_block",
+         "grouped", "hf_gpt2", "audio_block", "wrapped_gemms"]
+FC_OPS = {"Conv", "MatMul", "Gemm", "ConvInteger", "QLinearConv", "QLinearMatMul", "QGemm"}
+
+
+def _placement(original, tmp_path, targets, fp16):
+    paths = [original]
+    for target in targets:
+        out = str(tmp_path / f"{target}.onnx")
+        report = convert_file(original, out, Options(target=target))
+        assert report.verified, report.text()
+        paths.append(out)
+    return qnn_htp.measure(paths, fp16=fp16, dims={"seq": 16, "t": 16})
+
+
+@needs_qnn
+@pytest.mark.parametrize("name", QDQ)
+def test_quantized_models_load_on_qnn_htp_with_every_fc_layer_there(name, tmp_path):
+    """Before the layout ops on integers were QDQ node units, the converted MLP and ViT failed to load ('... was
+    inserted using the NHWC format as requested by QNNExecutionProvider, but was not selected by that EP')."""
+    runs = _placement(os.path.join(MODELS, "quantized", name + ".onnx"), tmp_path, ["onnxruntime", "qnn"], False)
+    assert runs[0]["error"] is None, runs[0]
+    for r in runs[1:]:
+        assert r["error"] is None, r
+        assert not FC_OPS & set(r["cpu_nodes"]), r
+        assert sum(r["cpu_nodes"].values()) <= sum(runs[0]["cpu_nodes"].values()), (runs[0], r)
+
+
+@needs_qnn
+@pytest.mark.parametrize("name", FLOAT)
+def test_float_models_run_in_fp16_on_qnn_htp_with_every_node_there(name, tmp_path):
+    runs = _placement(os.path.join(MODELS, name + ".onnx"), tmp_path, ["qnn"], True)
+    assert runs[0]["error"] is None and not runs[0]["cpu_nodes"], runs[0]
+    assert runs[1]["error"] is None and not runs[1]["cpu_nodes"], runs[1]
+    assert runs[1]["cycles"], runs[1]
