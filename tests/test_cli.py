@@ -195,3 +195,18 @@ def test_nothing_is_written_into_the_current_directory(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.listdir(cwd) == []
     assert sorted(os.listdir(out.parent)) == ["m.onnx"]
+
+
+def test_reported_peak_memory_is_the_runs_own(tmp_path):
+    """The report's peak memory is the CLI process's own high-water mark: started from a parent that has touched
+    600 MB, a run on the 0.1 MB MLP reports well under that (ru_maxrss, which Linux carries over from the parent
+    across exec, reported the parent's peak)."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("VmHWM is Linux's")
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    r = cli(os.path.join(ROOT, "models", "mlp.onnx"), tmp_path / "out.onnx", "--report", tmp_path / "r.json")
+    del ballast
+    assert r.returncode == 0, r.stderr
+    peak = json.loads((tmp_path / "r.json").read_text())["peak_rss_bytes"]
+    assert 10 * 2**20 < peak < 450 * 2**20, peak
