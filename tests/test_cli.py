@@ -210,3 +210,13 @@ def test_reported_peak_memory_is_the_runs_own(tmp_path):
     assert r.returncode == 0, r.stderr
     peak = json.loads((tmp_path / "r.json").read_text())["peak_rss_bytes"]
     assert 10 * 2**20 < peak < 450 * 2**20, peak
+
+
+def test_report_into_a_missing_folder_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "out.onnx"
+    r = cli(os.path.join(ROOT, "models", "mlp.onnx"), out, "--report", tmp_path / "missing" / "r.json")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"fc2conv: error: --report {tmp_path / 'missing' / 'r.json'}: its folder does not exist (nothing was "
+        "converted or written)"]
+    assert os.listdir(tmp_path) == []

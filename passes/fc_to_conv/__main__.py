@@ -77,6 +77,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
+        if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+            raise BadInput(f"--report {args.report}: its folder does not exist (nothing was converted or written)")
         options = Options(layout=args.layout, mode=args.mode, verify=not args.no_verify,
                           input_shapes=parse_input_shapes(args.input_shape),
                           inputs=load_npz(args.inputs) if args.inputs else None,
