@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
 
@@ -220,3 +221,19 @@ def test_report_into_a_missing_folder_is_refused_before_anything_is_written(tmp_
         f"fc2conv: error: --report {tmp_path / 'missing' / 'r.json'}: its folder does not exist (nothing was "
         "converted or written)"]
     assert os.listdir(tmp_path) == []
+
+
+def test_an_initializer_whose_data_does_not_fill_its_dims_is_bad_input(tmp_path):
+    """128 floats under dims [3, 8]: exit 2 with one line naming the tensor, nothing written (it was exit 1,
+    "internal error ... cannot reshape array of size 128 into shape (3,8)")."""
+    m = matmul_add_model(["B", 8], 8, 3)
+    w = m.graph.initializer[0]
+    w.raw_data = np.zeros(128, np.float32).tobytes()
+    src, out = tmp_path / "bad.onnx", tmp_path / "out.onnx"
+    src.write_bytes(m.SerializeToString())
+    r = cli(src, out)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fc2conv: error: tensor 'W' is malformed: its data does not "
+                                                   "match its dims [8, 3]"), lines
+    assert not out.exists()

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
+from .errors import BadInput
 from .graph_index import tensors
 from .sinks import THRESHOLD, location_of, mark
 
@@ -32,16 +33,21 @@ def is_external(t: onnx.TensorProto) -> bool:
 
 
 def read_tensor(t: onnx.TensorProto, base_dir: Optional[str]) -> np.ndarray:
-    """The tensor's values; external data is read from its file without touching the TensorProto."""
-    if not is_external(t):
-        return numpy_helper.to_array(t)
-    info = external_data_helper.ExternalDataInfo(t)
-    dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
-    count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
-    with open(os.path.join(base_dir or ".", info.location), "rb") as f:
-        f.seek(info.offset or 0)
-        value = np.fromfile(f, dtype=dtype, count=count)
-    return value.reshape(tuple(t.dims))
+    """The tensor's values; external data is read from its file without touching the TensorProto. Data that does
+    not fill the tensor's dims is the input's fault: BadInput (exit 2), not an internal error."""
+    try:
+        if not is_external(t):
+            return numpy_helper.to_array(t)
+        info = external_data_helper.ExternalDataInfo(t)
+        dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
+        count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+        with open(os.path.join(base_dir or ".", info.location), "rb") as f:
+            f.seek(info.offset or 0)
+            value = np.fromfile(f, dtype=dtype, count=count)
+        return value.reshape(tuple(t.dims))
+    except ValueError as exc:
+        raise BadInput(f"tensor '{t.name}' is malformed: its data does not match its dims {list(t.dims)} "
+                       f"({str(exc).splitlines()[0]})") from None
 
 
 class DataSink:
