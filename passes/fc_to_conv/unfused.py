@@ -7,7 +7,8 @@ emulator, GPT-2's converted model took 2.9x-3.3x the original's cycles, 2.4M cyc
 two layers that feed the GELUs left as FC, 1.04x. (The erf form of GELU is fused by onnxruntime's QNN EP into one
 QNN Gelu op wherever it stands, and the Conv's own activations, Relu and Clip, fuse into the Conv.)
 
-A layer feeds such a chain when one of `ops` reads its output through view ops and element-wise ops only.
+A layer feeds such a chain when one of `ops` reads its output, within 8 nodes, through view ops and element-wise
+ops only.
 """
 from __future__ import annotations
 
@@ -19,25 +20,27 @@ from .graph_index import GraphIndex
 
 VIEWS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast"}
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Tanh", "Sigmoid", "Erf"}
+DEPTH = 8
 
 
 def feeding(fc_nodes: Iterable[onnx.NodeProto], index: GraphIndex, ops: FrozenSet[str]) -> Set[int]:
-    """The ids of the nodes in `fc_nodes` whose output reaches an op of `ops` through VIEWS and ELEMENTWISE."""
+    """The ids of the nodes in `fc_nodes` whose output reaches an op of `ops` within DEPTH nodes, through VIEWS and
+    ELEMENTWISE. The depth bound keeps the walk from following the residual stream's Adds through the whole model
+    from every layer (quadratic in the layers); a GELU's Tanh is 5 or 6 ops after its layer."""
     found: Set[int] = set()
+    if not ops:
+        return found
     for fc in fc_nodes:
-        todo, seen = [o for o in fc.output if o], set()
-        while todo:
-            t = todo.pop()
-            if t in seen:
-                continue
-            seen.add(t)
-            for r in index.consumers.get(t, []):
-                if r.domain not in ("", "ai.onnx"):
-                    continue
+        level, seen = [o for o in fc.output if o], set()
+        for _ in range(DEPTH):
+            nxt = []
+            for r in (r for t in level for r in index.consumers.get(t, []) if r.domain in ("", "ai.onnx")):
                 if r.op_type in ops:
                     found.add(id(fc))
-                    todo = []
-                    break
-                if r.op_type in VIEWS or r.op_type in ELEMENTWISE:
-                    todo.extend(o for o in r.output if o)
+                elif (r.op_type in VIEWS or r.op_type in ELEMENTWISE) and id(r) not in seen:
+                    seen.add(id(r))
+                    nxt.extend(o for o in r.output if o)
+            if id(fc) in found or not nxt:
+                break
+            level = nxt
     return found
