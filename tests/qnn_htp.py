@@ -117,6 +117,11 @@ def _once(path: str, fp16: bool, folder: str, devices) -> dict:
             "cycles": _cycles(options["profiling_file_path"])}
 
 
+def _fewest_cycles(run: dict):
+    """Order of runs: one with cycles before one without (refused, or no profile), then by cycles."""
+    return run["cycles"] is None, run["cycles"] or 0
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("paths", nargs="+")
@@ -138,9 +143,7 @@ def main(argv=None) -> None:
         for _ in range(a.rounds):
             for i, p in enumerate(a.paths):
                 r = _once(static[p], a.fp16, os.path.join(tmp, str(i)), devices)
-                old = best.get(p)
-                if old is None or (r["cycles"] or 0) and (old["cycles"] is None or r["cycles"] < old["cycles"]):
-                    best[p] = r
+                best[p] = min(best.get(p, r), r, key=_fewest_cycles)
         for p in a.paths:
             print(json.dumps({"path": p, **best[p]}), flush=True)
 

@@ -4,8 +4,8 @@ rest; in the main graph and in every If/Loop/Scan body, innermost first.
     result = FcToConvPass(layout="spatial", mode="full", target="onnxruntime").run(model, exclude={...}, sink=...)
 
 After the rewrite: the Reshape/Transpose chains it touched are collapsed (simplify.py; for a target that fuses the
-attention, not those at its products: targets.py), QuantizeLinear moves next
-to the Conv and each layout op on integers becomes a QDQ node unit (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
+attention, not those at its products: targets.py), QuantizeLinear moves next to the Conv and each layout op on
+integers becomes a QDQ node unit (qdq.py), and below IR version 4 the new initializers are listed as graph inputs.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .progress import Progress
 from .qdq import layout_units, quantize_before_layout
 from .region import analyse
 from .rewrite import Converted, rewrite
-from .rules import RULES, CheckContext, Plan, Rule, Skip, find_candidates
+from .rules import RULES, Candidate, CheckContext, Plan, Rule, Skip, find_candidates
 from .shapes import TypeShape, infer
 from .simplify import find_chains, simplify
 from .sinks import Sink
@@ -162,7 +162,7 @@ class FcToConvPass:
                     run.result.layers[cand.key] = layer_model(verdict, consts, run.shapes, run.opset, run.ir)
         return plans
 
-    def _verdict(self, cand, ctx: CheckContext, projection: bool, feeds_unfused: bool) -> Union[Plan, Skip]:
+    def _verdict(self, cand: Candidate, ctx: CheckContext, projection: bool, feeds_unfused: bool) -> Union[Plan, Skip]:
         """The rule's check, unless the target leaves the layer as it is (targets.py); a layer the rule refuses
         keeps the rule's reason."""
         target = self.target
@@ -199,6 +199,7 @@ class FcToConvPass:
         em, graph = run.emitter, run.model.graph
         if em.added and any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
             for g in graphs(graph):
-                quantize_before_layout(g, em.added, run.constants(g))
-                layout_units(g, em.added, run.constants(g), run.names)
+                consts = run.constants(g)   # reads scales and zero points, which neither step changes
+                quantize_before_layout(g, em.added, consts)
+                layout_units(g, em.added, consts, run.names)
 
