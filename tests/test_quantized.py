@@ -208,3 +208,41 @@ def test_tensorrt_style_quantized_float_weights_keep_their_pair(gemm):
     assert ops(new).count("Conv") == 3 and "Gemm" not in ops(new) and "MatMul" not in ops(new)
     x = rand((5, 8))
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
+
+
+def tensorrt_weight_model(k=64, n=512):
+    """TensorRT-style explicit quantization: Q -> DQ on the activation and on the fp32 weight, per channel along N
+    (a scale of n floats: 2 KB, so the converted layer's new scale is held by the sink, not inline)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["W", "ws", "wz"], ["wq"], axis=1),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["y"], name="fc")]
+    inits = [init("xs", np.float32(0.05)), init("xz", np.int8(0)), init("W", rand((k, n), seed=3)),
+             init("ws", (rng.random(n) * 0.02 + 0.01).astype(np.float32)), init("wz", np.zeros(n, np.int8))]
+    return make_model(nodes, [vi("x", ["B", "T", k])], [vi("y", ["B", "T", n])], inits)
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["single-file", "external-data"])
+def test_a_tensorrt_style_weight_reads_back_the_scale_the_pass_made(external, tmp_path):
+    """The converted layer's per-channel scale is a new constant the sink holds (in memory for a single file, in
+    the output's data file otherwise); quantize_before_layout reads it back. It was read from the input's folder:
+    exit 2, "<folder>/fc2conv:held: No such file or directory"."""
+    import onnx
+    from test_cli import cli
+    # the output's name differs from the input's, and so does its data file's: the old code looked for the
+    # output's data file beside the input
+    src, out = tmp_path / "in" / "trt.onnx", tmp_path / "out" / "converted.onnx"
+    src.parent.mkdir()
+    out.parent.mkdir()
+    onnx.save(tensorrt_weight_model(), str(src), save_as_external_data=external, size_threshold=0,
+              location="trt.onnx.data")
+    r = cli(src, out, "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = __import__("json").loads((tmp_path / "r.json").read_text())
+    assert [c["name"] for c in rep["converted"]] == ["fc"] and rep["verification"]["passed"], r.stdout
+    new = onnx.load(str(out))
+    producer = {o: n for n in new.graph.node for o in n.output}
+    conv = next(n for n in new.graph.node if n.op_type == "Conv")
+    assert producer[conv.input[1]].op_type == "DequantizeLinear"

@@ -24,6 +24,7 @@ from onnx import helper, numpy_helper
 
 from .external import read_tensor
 from .graph_index import GraphIndex, attr
+from .sinks import Sink
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
                 "Mul", "Div", "Add", "Sub", "ConstantOfShape", "DequantizeLinear")
@@ -106,9 +107,10 @@ class Constants:
     """Constant values of one graph (and, through `outer`, of the graphs around it)."""
 
     def __init__(self, index: GraphIndex, ir_version: int, opset: int, outer: "Constants | None" = None,
-                 base_dir: Optional[str] = None):
+                 base_dir: Optional[str] = None, sink: Optional[Sink] = None):
         self.index = index
         self.base_dir = base_dir or (outer.base_dir if outer is not None else None)  # for external data
+        self.sink = sink or (outer.sink if outer is not None else None)   # the pass's own new constants
         self.ir_version = ir_version
         self.opset = opset
         self.outer = outer
@@ -162,7 +164,9 @@ class Constants:
             if self.overridable(name):
                 return None, (f"'{name}' is an initializer that is also a graph input (IR version "
                               f"{self.ir_version} >= 4): the caller can override it, so it is not a constant")
-            return read_tensor(idx.initializers[name], self.base_dir), ""
+            tensor = idx.initializers[name]
+            held = self.sink.get(tensor) if self.sink is not None else None
+            return (read_tensor(tensor, self.base_dir) if held is None else held), ""
         node = idx.producer.get(name)
         if node is None:
             if name in idx.graph_inputs:

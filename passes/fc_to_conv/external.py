@@ -101,6 +101,15 @@ class DataSink:
     def holds(self, t: onnx.TensorProto) -> bool:
         return t.name in self._names and location_of(t) == self.location
 
+    def get(self, t: onnx.TensorProto) -> Optional[np.ndarray]:
+        if not self.holds(t):
+            return None
+        self._file.flush()
+        info = external_data_helper.ExternalDataInfo(t)
+        dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
+        count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+        return np.fromfile(self._file.name, dtype=dtype, count=count, offset=info.offset or 0).reshape(tuple(t.dims))
+
 
 def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Optional[str]) -> None:
     """Write `model` to `path`: every tensor still in the input's files, or inline and large, goes to the sink."""

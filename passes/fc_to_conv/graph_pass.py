@@ -77,7 +77,7 @@ class _Run:
         return self.model.ir_version
 
     def constants(self, graph: onnx.GraphProto, outer: Optional[Constants] = None) -> Constants:
-        return Constants(GraphIndex(graph), self.ir, self.opset, outer, self.base_dir)
+        return Constants(GraphIndex(graph), self.ir, self.opset, outer, self.base_dir, self.emitter.sink)
 
 
 class FcToConvPass:

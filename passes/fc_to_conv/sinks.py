@@ -25,6 +25,9 @@ class Sink(Protocol):
     def holds(self, t: onnx.TensorProto) -> bool:
         """Whether `t`'s data is in this sink."""
 
+    def get(self, t: onnx.TensorProto) -> Optional[np.ndarray]:
+        """`t`'s data, when this sink holds it (the pass reads its own new constants back: a scale, say)."""
+
     def close(self) -> None:
         """The output is written: flush, or let go of, what the sink holds."""
 
