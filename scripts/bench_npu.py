@@ -3,11 +3,17 @@ cycles. Prints a table and ratios; times nothing on this machine's CPU.
 
     pip install -e ".[qnn]"
     python scripts/bench_npu.py qnn [--targets onnxruntime qnn] [--rounds 5] [MODEL ...]
+    python scripts/bench_npu.py rknn --rknn-python /path/to/rknn-venv/bin/python [--targets onnxruntime rknn]
 
 qnn: Qualcomm's QNN HTP emulator through onnxruntime-qnn (tests/qnn_htp.py). QDQ models run quantized, float models
 in fp16 (enable_htp_fp16_precision); dynamic dims are fixed to 1, sequences to 16 tokens. The emulator's counts vary
 up to 1.5x between sessions: each model and its conversions run in one process, each `rounds` times in a new
 session, and the minimum is kept.
+
+rknn: Rockchip's rknn-toolkit2 in its own venv (`python -m venv V && V/bin/pip install rknn-toolkit2==2.5.0`: it
+pins numpy < 2, onnx <= 1.18 and torch 2.4), run through scripts/rknn_sim.py on each file: an fp16 build for the
+RK3588, its estimated cycles (the layer table's totals), the layers on its NPU and CPU, and the simulator's outputs
+against onnxruntime's run of the original on the same inputs (max_abs / max|ref|). Batch 1, 16 tokens.
 """
 from __future__ import annotations
 
@@ -53,14 +59,83 @@ def qnn(models, targets, rounds):
             print(f"| {name} | {base['cycles']:,} ({cpu(base)} CPU) | " + " | ".join(cells) + " |", flush=True)
 
 
+def _static_feeds(path):
+    """Inputs with every dynamic dim fixed (batch 1, other dims 16), token ids and masks 0 or 1."""
+    import numpy as np
+    import onnxruntime as ort
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (1 if k == 0 else 16) for k, d in enumerate(i.shape)]
+        feeds[i.name] = rng.integers(0, 2, shape).astype(np.int64) if "int" in i.type else \
+            rng.standard_normal(shape).astype(np.float32)
+    return feeds, sess.run(None, feeds)
+
+
+def _rknn_run(python, script, model, inputs, out, cwd, *extra):
+    import json
+    import subprocess
+    done = subprocess.run([python, script, model, inputs, out, *extra], cwd=cwd, capture_output=True, text=True,
+                          timeout=1200)
+    return next((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
+                {"error": f"exit {done.returncode}", "cycles": None})
+
+
+def rknn(models, targets, python):
+    import json
+    import subprocess
+    import numpy as np
+    here = os.path.join(ROOT, "scripts", "rknn_sim.py")
+    print("| model | original cycles (NPU/CPU layers, rel err) | " +
+          " | ".join(f"{t}: cycles / original (NPU/CPU layers, rel err)" for t in targets) + " |")
+    print("|---|---|" + "---|" * len(targets))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in models:
+            name = os.path.basename(path)[:-5]
+            feeds, ref = _static_feeds(path)
+            np.savez(os.path.join(tmp, "in.npz"), **feeds)
+            paths = [path]
+            for t in targets:
+                paths.append(os.path.join(tmp, f"{name}.{t}.onnx"))
+                convert_file(path, paths[-1], Options(target=t))
+            cells, base = [], None
+            for i, p in enumerate(paths):
+                out = os.path.join(tmp, f"out{i}.npz")
+                line = _rknn_run(python, here, p, os.path.join(tmp, "in.npz"), out, tmp)
+                if line["error"] and "convert_layernorm_to_exnorm" in open(out + ".log").read():
+                    line = _rknn_run(python, here, p, os.path.join(tmp, "in.npz"), out, tmp,
+                                     "--disable-rule", "convert_layernorm_to_exnorm")
+                    line["note"] = "convert_layernorm_to_exnorm disabled"
+                if line["error"] or not line["cycles"]:
+                    cells.append((line["error"] or "no layer table")[:60])
+                    continue
+                got = np.load(out)
+                err = max(float(np.max(np.abs(got[f"arr_{k}"].reshape(r.shape) - r)) / max(float(np.max(np.abs(r))),
+                                                                                          1e-12))
+                          for k, r in enumerate(ref))
+                ratio = f"{line['cycles'] / base:.3f}x" if i and base else f"{line['cycles']:,}"
+                base = line["cycles"] if i == 0 else base
+                note = f", {line['note']}" if line.get("note") else ""
+                cells.append(f"{ratio} ({line['npu_layers']}/{line['cpu_layers']}, {err:.1e}{note})")
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("toolchain", choices=["qnn"])
-    ap.add_argument("models", nargs="*", default=DEFAULT)
-    ap.add_argument("--targets", nargs="+", default=["onnxruntime", "qnn"])
-    ap.add_argument("--rounds", type=int, default=5)
-    a = ap.parse_args()
-    qnn(a.models, a.targets, a.rounds)
+    ap.add_argument("toolchain", choices=["qnn", "rknn"])
+    ap.add_argument("models", nargs="*", default=DEFAULT, type=os.path.abspath)
+    ap.add_argument("--targets", nargs="+", help="default: onnxruntime and the toolchain's own target")
+    ap.add_argument("--rounds", type=int, default=5, help="qnn: sessions per model")
+    ap.add_argument("--rknn-python", help="rknn: the Python of rknn-toolkit2's venv")
+    a = ap.parse_intermixed_args()
+    targets = a.targets or ["onnxruntime", a.toolchain]
+    if a.toolchain == "qnn":
+        qnn(a.models, targets, a.rounds)
+    else:
+        if not a.rknn_python:
+            ap.error("rknn needs --rknn-python")
+        rknn([m for m in a.models if "qdq" not in m], targets, a.rknn_python)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,12 @@ ncnn         as onnxruntime, but an attention's Q, K, V and output layers stay a
              turns the original's attention into ncnn's fused MultiHeadAttention and its LayerNorms into LayerNorm
              layers; converted, the projections are Convs that no longer match, and ncnn runs the attention as
              separate MatMul, Softmax, Permute and Reshape layers. Every other FC layer converts.
+qnn          as onnxruntime, but a layer whose output reaches a Tanh through element-wise ops stays FC (unfused.py):
+             Qualcomm's HTP fuses GPT-2's tanh GELU after a FullyConnected, not after a Conv (emulator: 3.22x ->
+             1.06x the original's cycles).
+rknn         as onnxruntime, but grouped layers stay FC: RKNN converts FC layers to Convs itself and runs a grouped
+             Conv as Split + Convs + Concat (1.054x fp16).
+ethos-u      every FC layer stays: Vela runs FullyConnected better than a 1x1 Conv (issue 18: 1.47x-2.05x).
 """
 from __future__ import annotations
 
@@ -48,8 +54,8 @@ TARGETS = {
                                       "(GPT-2's tanh GELU: 2.9x the cycles converted)"),
     "rknn": Target(collapse_head_split=True,
                    keep_grouped="a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one "
-                                "exMatMul and the grouped Conv as Split + one Conv per group + Concat (grouped.onnx: "
-                                "352 -> 1024 int8 cycles)"),
+                                "exMatMul and the grouped Conv as Split + one Conv per group + Concat (grouped.onnx, "
+                                "fp16 on RK3588: 1.054x the cycles converted)"),
     "ethos-u": Target(collapse_head_split=True,
                       keep_all="left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a "
                                "FullyConnected better than the 1x1 Conv (transformer_block 2.05x, ViT 1.47x the "
