@@ -237,3 +237,17 @@ def test_an_initializer_whose_data_does_not_fill_its_dims_is_bad_input(tmp_path)
     assert len(lines) == 1 and lines[0].startswith("fc2conv: error: tensor 'W' is malformed: its data does not "
                                                    "match its dims [8, 3]"), lines
     assert not out.exists()
+
+
+def test_the_installed_fc2conv_command_is_the_cli(tmp_path):
+    """`pip install` puts an `fc2conv` command beside `python -m passes.fc_to_conv` (setup.cfg's entry point)."""
+    exe = shutil.which("fc2conv") or os.path.join(os.path.dirname(sys.executable), "fc2conv")
+    if not os.path.exists(exe):
+        pytest.skip("the package is not installed (pip install -e .)")
+    out = tmp_path / "out.onnx"
+    r = subprocess.run([exe, os.path.join(ROOT, "models", "mlp.onnx"), str(out)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "converted 3 of 3" in r.stdout, r.stdout + r.stderr
+    assert_canonical(out)
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("usage: fc2conv "), r.stdout

@@ -26,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m passes.fc_to_conv",
+def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.ArgumentParser:
+    p = _Parser(prog=prog,
                 description="Rewrite the fully connected layers of an ONNX model into convolutions, "
                             "verified against the original on onnxruntime.")
     p.add_argument("input", help="the model to convert (.onnx; external data is read from beside it)")
@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_conv") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
@@ -108,6 +108,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not report.written:
         return 1
     return 0
+
+
+def console() -> None:
+    """The `fc2conv` command that pip installs."""
+    sys.exit(main(prog="fc2conv"))
 
 
 if __name__ == "__main__":
