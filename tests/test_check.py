@@ -127,3 +127,16 @@ def test_gemm_with_row_varying_bias_keeps_it_as_add():
     assert report.converted[0].notes == ["bias 'C' of shape [4, 1] varies along the rows: kept as an Add after "
                                          "the Conv"]
     assert ops(new)[-1] == "Add"
+
+
+def test_the_python_api_refuses_what_the_cli_refuses():
+    """convert() validates as convert_file() does: a graph whose nodes are out of order is BadInput with the
+    CLI's message (it returned "verified: True")."""
+    from passes.fc_to_conv.errors import BadInput
+    from builders import matmul_add_model
+    m = matmul_add_model(["B", 8], 8, 4, bias_shape=[4])
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    with pytest.raises(BadInput, match=r"^<model>: nodes are out of order: Add node 'add' reads 'H' before MatMul node 'matmul' writes it$"):
+        convert(m)

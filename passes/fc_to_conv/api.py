@@ -32,6 +32,7 @@ from .report import Report, op_counts
 from .shapes import infer, light_model
 from .revert import Outcome, revert_bad_layers
 from .sinks import HeldData
+from .validate import validate
 from .verify import TOLERANCES, Reference, is_quantized, output_steps, run_checker
 
 
@@ -175,8 +176,11 @@ def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[
     """Rewrite the FC layers of a copy of `model` into Convs; verify the copy unless options.verify is False.
 
     The input model is not modified. Check `report.verified` (or report.verification) before using the result.
+    Raises BadInput for a model the CLI refuses too (validate.py: nodes out of order, a cycle, an undefined input,
+    an IR version or opset newer than onnx knows, a malformed tensor).
     """
     options = options or Options()
+    validate(model, "<model>")
     outcome, report = _convert(model, model, _InMemory(model, options), options)
     return outcome.model, report
 
