@@ -3,8 +3,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -251,3 +253,27 @@ def test_the_installed_fc2conv_command_is_the_cli(tmp_path):
     assert_canonical(out)
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("usage: fc2conv "), r.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_run_leaves_nothing_behind(signum, tmp_path):
+    """Stopped while it works (its temporary folder exists beside the output), the CLI removes that folder, writes
+    no output, says so in one line and exits 128 + the signal (SIGTERM left a .fc2conv-XXXX folder with a partial
+    data file; SIGINT printed a traceback)."""
+    out = tmp_path / "out.onnx"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    p = subprocess.Popen([sys.executable, "-m", "passes.fc_to_conv", os.path.join(ROOT, "models", "gpt_tiny.onnx"),
+                          str(out), "--input-sets", "30", "--input-shape", "input_ids:32x128"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(n.startswith(".fc2conv-") for n in os.listdir(tmp_path)) and p.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.005)
+    assert p.poll() is None, "the run ended before it could be stopped"
+    time.sleep(0.1)   # into the work (the whole run takes about 1.8 s here)
+    p.send_signal(signum)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 128 + signum, stdout + stderr
+    assert stderr.strip().splitlines() == [
+        f"fc2conv: interrupted ({signal.Signals(signum).name}); nothing was written"], stderr
+    assert os.listdir(tmp_path) == []

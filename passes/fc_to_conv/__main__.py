@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -72,8 +73,23 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
     return p
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: raised in the main thread so that every `finally` runs (the temporary folder beside the
+    output is removed; nothing partial is left)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_conv") -> int:
     args = build_parser(prog).parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt)
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
@@ -87,6 +103,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
                           target=args.target,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
+    except Interrupted as stop:
+        print(f"fc2conv: interrupted ({signal.Signals(stop.signum).name}); nothing was written", file=sys.stderr)
+        return 128 + stop.signum
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)
         return 2
