@@ -140,3 +140,15 @@ def test_a_wrapped_gemm_with_constant_shapes_leaves_no_initializer_behind():
     new, _ = _check(m, {"x": rand((2, 5, 8))}, np.float32, ["fc"])
     assert sorted(t.name for t in new.graph.initializer) == sorted({i for n in new.graph.node for i in n.input[1:]})
     assert not {"flat", "back"} & {t.name for t in new.graph.initializer}
+
+
+def test_an_add_of_another_dtype_stays_with_a_note_naming_both_dtypes():
+    """MatMul(x, W float32) + a float64 constant: the Add is not folded into the Conv's bias and the note says which
+    dtype is which. (A type-inconsistent graph, which onnxruntime refuses to run: only the rewrite is looked at.)"""
+    w = rand((8, 4), seed=2)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Add", ["h", "b"], ["y"], name="add")]
+    m = make_model(nodes, [vi("x", ["B", 8])], [vi("y", ["B", 4])], [init("w", w), init("b", np.ones(4, np.float64))])
+    _, report = convert(m, Options(verify=False))
+    assert [c.name for c in report.converted] == ["fc"], report.text()
+    assert report.converted[0].notes == ["Add 'add' kept: its operand is float64, the weight float32"]

@@ -246,3 +246,32 @@ def test_a_tensorrt_style_weight_reads_back_the_scale_the_pass_made(external, tm
     producer = {o: n for n in new.graph.node for o in n.output}
     conv = next(n for n in new.graph.node if n.op_type == "Conv")
     assert producer[conv.input[1]].op_type == "DequantizeLinear"
+
+
+def qgemm_model(alpha: float, k=8, n=6):
+    """x -> QuantizeLinear (uint8) -> QGemm(alpha, transB=1, int32 bias C, quantized output) -> DequantizeLinear:
+    onnxruntime's QOperator form of a Gemm (com.microsoft)."""
+    rng = np.random.default_rng(2)
+    b = rng.integers(-60, 60, (n, k)).astype(np.int8)
+    inits = [init("xs", np.float32(0.04)), init("xz", np.uint8(128)), init("B", b), init("bs", np.float32(0.01)),
+             init("bz", np.int8(0)), init("C", rng.integers(-200, 200, n).astype(np.int32)),
+             init("ys", np.float32(0.02)), init("yz", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("QGemm", ["xq", "xs", "xz", "B", "bs", "bz", "C", "ys", "yz"], ["yq"], name="qgemm",
+                              domain="com.microsoft", transB=1, alpha=alpha),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    m = make_model(nodes, [vi("x", ["B", k])], [vi("y", ["B", n])], inits)
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return m
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_qgemm_alpha_folds_into_the_weight_scale(alpha):
+    """QGemm's alpha scales A B' (not C): QLinearConv has no alpha, so it goes into w_scale. Converted, the layer
+    verifies and computes what QGemm computes on onnxruntime (within one output step)."""
+    m = qgemm_model(alpha)
+    new, report = convert(m)
+    assert_converted(report, ["qgemm"])
+    assert "QLinearConv" in ops(new)
+    x = rand((5, 8), seed=4)
+    np.testing.assert_allclose(run(new, {"x": x})[0], run(m, {"x": x})[0], atol=0.02 * 1.001)

@@ -80,3 +80,15 @@ def test_fp16_layers_get_fp16_tolerances():
     assert (report.verification.rtol, report.verification.atol) == TOLERANCES["float16"]
     _, report = convert(matmul_add_model(["n", 32], 32, 16, (16,)), Options(rtol=1e-3, atol=0))
     assert (report.verification.rtol, report.verification.atol) == (1e-3, 0)
+
+
+def test_an_fp32_rewrite_off_by_1e_4_is_reverted_with_the_fp32_tolerance(monkeypatch):
+    """A Conv weight off by a relative 1e-4 fails fp32's rtol (1e-5) and would pass fp16's (5e-3): an fp32 model is
+    checked with fp32's tolerance, so the layer is reverted and the report names that tolerance."""
+    from passes.fc_to_conv import fold
+    real = fold.conv_weight
+    monkeypatch.setattr(fold, "conv_weight", lambda *a, **k: (real(*a, **k) * (1 + 1e-4)).astype(np.float32))
+    _, report = convert(matmul_add_model(["B", 64], 64, 32, bias_shape=[32]))
+    assert [r.name for r in report.reverted] == ["matmul"], report.text()
+    assert not report.converted
+    assert (report.verification.rtol, report.verification.atol) == (RTOL, ATOL)
