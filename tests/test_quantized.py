@@ -6,6 +6,7 @@ from onnx import TensorProto, helper
 
 from builders import assert_conv_attributes, assert_converted, init, make_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
+from passes.fc_to_conv.rules.qlinear import MatMulIntegerRule
 from test_rewrite import assert_close
 
 
@@ -275,3 +276,32 @@ def test_qgemm_alpha_folds_into_the_weight_scale(alpha):
     assert "QLinearConv" in ops(new)
     x = rand((5, 8), seed=4)
     np.testing.assert_allclose(run(new, {"x": x})[0], run(m, {"x": x})[0], atol=0.02 * 1.001)
+
+
+def matmul_integer_model(w_shape):
+    """x -> DynamicQuantizeLinear -> MatMulInteger(int8 W) -> Cast -> Mul(x_scale * w_scale): quantize_dynamic's form."""
+    k = w_shape[-2]
+    w = np.random.default_rng(5).integers(-60, 60, w_shape).astype(np.int8)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("MatMulInteger", ["xq", "W", "xz"], ["acc"], name="mmi"),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["xs", "ws"], ["s"]), helper.make_node("Mul", ["accf", "s"], ["y"])]
+    out = ["G", "B", w_shape[-1]] if len(w_shape) == 3 else ["B", w_shape[-1]]
+    x = ["G", "B", k] if len(w_shape) == 3 else ["B", k]
+    return make_model(nodes, [vi("x", x)], [vi("y", out)], [init("W", w), init("ws", np.float32(0.01))])
+
+
+def test_the_convert_dynamic_hint_is_given_only_where_it_holds():
+    """A 2-D weight: left as it is, with the hint, and --convert-dynamic converts it. A 3-D weight: ConvInteger
+    cannot take it, so the reason says --convert-dynamic would not convert it either, and with the flag it does not
+    (the hint used to be given for both)."""
+    _, report = convert(matmul_integer_model((8, 6)))
+    assert [s.reason for s in report.skipped] == [MatMulIntegerRule.SLOW], report.text()
+    _, report = convert(matmul_integer_model((8, 6)), Options(convert_dynamic=True))
+    assert_converted(report, ["mmi"])
+    _, report = convert(matmul_integer_model((3, 8, 6)))
+    assert [s.reason for s in report.skipped] == [
+        MatMulIntegerRule.KEPT + "; --convert-dynamic would not convert it either: weight is int8 [3, 8, 6]: "
+        "ConvInteger takes a 2-D int8 or uint8 weight"], report.text()
+    _, report = convert(matmul_integer_model((3, 8, 6)), Options(convert_dynamic=True))
+    assert not report.converted and report.skipped[0].reason.startswith("weight is int8 [3, 8, 6]"), report.text()

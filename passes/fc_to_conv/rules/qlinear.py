@@ -119,8 +119,9 @@ class MatMulIntegerRule:
     DynamicQuantizeLinear -> MatMulInteger -> Mul into one DynamicQuantizeMatMul: converted BERT and ViT ran 2.6x
     slower. A compiler with a real integer convolution may want it anyway: --convert-dynamic."""
     op = "MatMulInteger"
-    SLOW = ("dynamic quantization (MatMulInteger): onnxruntime's ConvInteger is about 12x slower than MatMulInteger "
-            "on CPU, so the layer is left as it is (--convert-dynamic converts it anyway)")
+    KEPT = ("dynamic quantization (MatMulInteger): onnxruntime's ConvInteger is about 12x slower than MatMulInteger "
+            "on CPU, so the layer is left as it is")
+    SLOW = KEPT + " (--convert-dynamic converts it anyway)"
 
     def __init__(self, convert: bool = False):
         self.convert = convert
@@ -131,12 +132,20 @@ class MatMulIntegerRule:
         return Candidate(node, self.op, node.input[0], node.input[1], rule=self)
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        """The plan with --convert-dynamic; without it, the layer stays, and the hint to convert it anyway is given
+        only where that flag would convert it (else the reason it would not)."""
+        found = self._plan(cand, ctx)
+        if self.convert:
+            return found
+        if isinstance(found, Skip):
+            return Skip(cand, f"{self.KEPT}; --convert-dynamic would not convert it either: {found.reason}")
+        return Skip(cand, self.SLOW)
+
+    def _plan(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         node, consts = cand.node, ctx.consts
         b = consts.value(cand.w)
         if b is None:
             return Skip(cand, fc.not_constant(cand, ctx))
-        if not self.convert:
-            return Skip(cand, self.SLOW)
         if b.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(b.dtype) not in QUANT_TYPES[:2]:
             return Skip(cand, f"weight is {b.dtype} {list(b.shape)}: ConvInteger takes a 2-D int8 or uint8 weight")
         w_zp = consts.value(node.input[3]) if len(node.input) > 3 and node.input[3] else None
