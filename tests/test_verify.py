@@ -1,5 +1,6 @@
 """Verification catches wrong rewrites, passes right ones, and handles NaN/Inf, shapes and integer outputs."""
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -92,3 +93,47 @@ def test_an_fp32_rewrite_off_by_1e_4_is_reverted_with_the_fp32_tolerance(monkeyp
     assert [r.name for r in report.reverted] == ["matmul"], report.text()
     assert not report.converted
     assert (report.verification.rtol, report.verification.atol) == (RTOL, ATOL)
+
+
+def test_a_sequence_of_maps_is_compared_within_the_tolerance():
+    """A ZipMap's output (a list of {label: probability}) differs by 1.2e-7 in one value after a correct rewrite:
+    it passes, as the same tensor would (it went through the exact comparison meant for integers and failed with
+    'max_abs=0 norm_err=0 (1 of 1 values differ)')."""
+    from passes.fc_to_conv.verify import compare_value
+    ref = [{0: np.float32(0.25), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
+    got = [{0: np.float32(0.25 + 1.2e-7), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
+    check = compare_value("output_probability", ref, got, RTOL, ATOL)
+    assert check.passed and 1e-7 < check.max_abs < 2e-7, check.line()
+    far = [{0: np.float32(0.35), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
+    check = compare_value("output_probability", ref, far, RTOL, ATOL)
+    assert not check.passed and abs(check.max_abs - 0.1) < 1e-6, check.line()
+
+
+def test_a_sequence_whose_structure_differs_fails_with_both_structures():
+    from passes.fc_to_conv.verify import compare_value
+    ref = [{0: np.float32(1), 1: np.float32(2)}]
+    check = compare_value("out", ref, [{0: np.float32(1), 2: np.float32(2)}], RTOL, ATOL)
+    assert not check.passed and check.detail == "structure [{0: [], 2: []}] instead of [{0: [], 1: []}]"
+    check = compare_value("out", ref, ref + ref, RTOL, ATOL)
+    assert not check.passed and check.detail.startswith("structure [{0: [], 1: []}, {0: [], 1: []}] instead of")
+
+
+def test_an_integer_output_that_differs_reports_how_far():
+    check = compare_output("ids", np.array([1, 5, 7]), np.array([1, 9, 7]), RTOL, ATOL)
+    assert not check.passed and check.max_abs == 4 and check.detail == "1 of 3 values differ", check.line()
+
+
+def test_a_zipmap_classifier_converts_and_verifies():
+    """scikit-learn's MLPClassifier exported by skl2onnx ends in Softmax -> ZipMap: its layers convert and the
+    sequence of maps verifies."""
+    w = init("w", rand((8, 3), seed=3))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["logits"], name="fc"),
+             helper.make_node("Softmax", ["logits"], ["p"], axis=1),
+             helper.make_node("ZipMap", ["p"], ["probs"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2])]
+    seq = helper.make_sequence_type_proto(helper.make_map_type_proto(
+        onnx.TensorProto.INT64, helper.make_tensor_type_proto(onnx.TensorProto.FLOAT, [])))
+    m = make_model(nodes, [vi("x", ["B", 8])], [helper.make_value_info("probs", seq)], [w])
+    m.opset_import.append(helper.make_opsetid("ai.onnx.ml", 1))
+    _, report = convert(m)
+    assert_converted(report, ["fc"])
+    assert report.verification.outputs[0].name == "probs" and report.verification.outputs[0].passed

@@ -138,6 +138,37 @@ def session(model: Union[onnx.ModelProto, str], workdir: Optional[str] = None,
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
+def flatten(value) -> Tuple[np.ndarray, str]:
+    """An output as an array, and its structure: a tensor as it is (structure ""); a sequence or a map (onnxruntime
+    returns a list, a dict; a ZipMap's output is a list of dicts) as its leaves in order (a map's by sorted key),
+    concatenated, with a structure string that names every length and key."""
+    if isinstance(value, np.ndarray):
+        return value, ""
+    if isinstance(value, dict):
+        keys = sorted(value, key=repr)
+        parts = [flatten(value[k]) for k in keys]
+        shape = "{" + ", ".join(f"{k!r}: {p[1] or list(p[0].shape)}" for k, p in zip(keys, parts)) + "}"
+    elif isinstance(value, (list, tuple)):
+        parts = [flatten(v) for v in value]
+        shape = "[" + ", ".join(str(p[1] or list(p[0].shape)) for p in parts) + "]"
+    else:
+        return np.asarray(value), ""
+    arrays = [p[0].reshape(-1) for p in parts]
+    return (np.concatenate(arrays) if arrays else np.zeros(0)), shape
+
+
+def compare_value(name: str, ref, got, rtol: float, atol: float, check: Optional[OutputCheck] = None,
+                  step: float = 0.0) -> OutputCheck:
+    """compare_output for any output onnxruntime returns: a sequence or map is compared leaf by leaf, within the
+    tolerance like a tensor, once its structure (lengths, keys) is found the same."""
+    (r, r_shape), (g, g_shape) = flatten(ref), flatten(got)
+    if r_shape != g_shape:
+        check = check or OutputCheck(name, step=step)
+        check.passed, check.detail = False, f"structure {g_shape[:120]} instead of {r_shape[:120]}"
+        return check
+    return compare_output(name, r, g, rtol, atol, check, step)
+
+
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, atol: float,
                    check: Optional[OutputCheck] = None, step: float = 0.0) -> OutputCheck:
     """Fold one input set's output pair into `check` (the running result over all sets). An output quantized
@@ -151,6 +182,9 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
         bad = int(np.count_nonzero(ref != got))
         if bad:
             check.passed, check.detail = False, f"{bad} of {ref.size} values differ"
+            if ref.dtype.kind in "iub":   # the figures, not only the count
+                diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+                check.max_abs = max(check.max_abs, float(diff.max()))
         return check
     r, g = ref.astype(np.float64), got.astype(np.float64)
     finite_r, finite_g = np.isfinite(r), np.isfinite(g)
@@ -285,8 +319,7 @@ class Reference:
         checks: Dict[str, OutputCheck] = {}
         for ref, got in zip(expected, gots):
             for name, r, g in zip(self.names, ref, got):
-                checks[name] = compare_output(name, np.asarray(r), np.asarray(g), rtol, atol, checks.get(name),
-                                              self.steps.get(name, 0.0))
+                checks[name] = compare_value(name, r, g, rtol, atol, checks.get(name), self.steps.get(name, 0.0))
         result.outputs = [checks[n] for n in self.names]
         return result
 
