@@ -20,13 +20,14 @@ def embedding_model():
                       [init("emb", rand((50, 8))), init("ax", np.array([2], np.int64))])
 
 
-def test_token_ids_are_valid_and_masks_are_ones():
+def test_token_ids_are_valid_and_masks_vary_without_masking_a_whole_row():
     m = embedding_model()
     feeds = make_feeds(m, infer(m), sets=3)
     for feed in feeds:
         assert feed["ids"].dtype == np.int64 and feed["ids"].min() >= 0 and feed["ids"].max() < 50
-        assert np.all(feed["mask"] == 1)
+        assert set(np.unique(feed["mask"])) <= {0, 1} and np.all(feed["mask"][:, 0] == 1)
         assert feed["ids"].shape == feed["mask"].shape, "the same dim_param gets the same value"
+    assert any(np.any(f["mask"] == 0) for f in feeds), "a mask of ones masks nothing"
     assert [f["ids"].shape for f in feeds] == [(2, 3), (3, 4), (4, 5)], "dims differ from each other and per set"
 
 
@@ -51,3 +52,19 @@ def test_bad_shape_specs(spec):
 
 def test_shape_spec_parsing():
     assert parse_input_shapes(["input_ids:1x128", "ns:scope:x:2"]) == {"input_ids": [1, 128], "ns:scope:x": [2]}
+
+
+def test_onehot_indices_cover_the_depth_and_constant_inputs_are_flagged():
+    """magika's bytes (int32, 0-256) feed a OneHot of depth 257: they take values across [0, depth), not all ones;
+    describe() names each input and flags one whose every value is the same."""
+    from passes.fc_to_conv.inputs import describe
+    nodes = [helper.make_node("OneHot", ["bytes", "depth", "onoff"], ["oh"], axis=-1),
+             helper.make_node("ReduceSum", ["oh"], ["Y"], keepdims=0)]
+    m = make_model(nodes, [vi("bytes", ["batch", 2048], TensorProto.INT32)], [vi("Y", [])],
+                   [init("depth", np.array(257, np.int64)), init("onoff", np.array([0, 1], np.float32))])
+    feeds = make_feeds(m, infer(m), sets=2)
+    values = np.concatenate([f["bytes"].reshape(-1) for f in feeds])
+    assert values.min() >= 0 and values.max() < 257 and len(np.unique(values)) > 200
+    assert describe(feeds) == "bytes [2, 2048] / [3, 2048]"
+    flat = [{"x": np.ones((2, 3), np.int64), "n": np.array(4)}, {"x": np.ones((3, 3), np.int64), "n": np.array(4)}]
+    assert describe(flat) == "x [2, 3] / [3, 3] (CONSTANT: every value 1), n = 4"

@@ -2,7 +2,10 @@
 
 - Float inputs: standard normal values. Bool inputs: random True/False.
 - Integer inputs read by a Gather as indices (token ids, position ids): uniform in [0, size of the gathered axis),
-  so every id is valid. Other integer inputs (attention masks, lengths): ones.
+  so every id is valid; read by a OneHot (magika's bytes): uniform in [0, depth). Other integer inputs (attention
+  masks, flags): 0 or 1 at random, with the first position of the last axis 1, so that a padding mask never
+  masks a whole row. (They were all ones: a mask then never masked anything.) The report names the inputs used
+  and flags any input whose every value is the same.
 - Dynamic dims: `--input-shape NAME:DxDxD` fixes an input's whole shape. Otherwise each named dynamic dim
   (dim_param) takes one value per input set, the same for every input that names it; the i-th distinct name gets
   2 + i in the first set and one more in each further set, so batch and sequence differ from each other and
@@ -51,15 +54,24 @@ def real_inputs(graph: onnx.GraphProto) -> List[onnx.ValueInfoProto]:
     return [i for i in graph.input if i.name not in inits]
 
 
-def _index_ranges(graph: onnx.GraphProto, shapes: Dict[str, TypeShape]) -> Dict[str, int]:
+def _index_ranges(graph: onnx.GraphProto, shapes: Dict[str, TypeShape],
+                  consts: Optional[Constants] = None) -> Dict[str, int]:
+    """Input tensor -> how many values it may take as an index: the gathered axis of a Gather that reads it, the
+    depth of a OneHot that reads it (the smallest, when several do)."""
     ranges: Dict[str, int] = {}
     for node in graph.node:
+        index, size = None, None
         if node.op_type == "Gather" and len(node.input) == 2:
             data = shapes.get(node.input[0], (0, None))[1]
             axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
             if data and isinstance(data[axis], int):
-                prev = ranges.get(node.input[1], data[axis])
-                ranges[node.input[1]] = min(prev, data[axis])
+                index, size = node.input[1], data[axis]
+        elif node.op_type == "OneHot" and len(node.input) == 3 and consts is not None:
+            depth = consts.value(node.input[1])
+            if depth is not None and depth.size == 1:
+                index, size = node.input[0], int(depth.reshape(-1)[0])
+        if index is not None:
+            ranges[index] = min(ranges.get(index, size), size)
     return ranges
 
 
@@ -92,7 +104,8 @@ def candidates(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
 
 
 def describe(feeds: List[Dict[str, np.ndarray]]) -> str:
-    """'x [2, 4] / [3, 4], sr = 16000': each input's shapes over the sets (a scalar's value)."""
+    """'x [2, 4] / [3, 4], sr = 16000': each input's shapes over the sets (a scalar's value); an input whose every
+    value is the same in every set is flagged, since it barely exercises what reads it."""
     parts = []
     for name, value in feeds[0].items():
         if value.ndim == 0:
@@ -102,7 +115,11 @@ def describe(feeds: List[Dict[str, np.ndarray]]) -> str:
         for feed in feeds:
             if list(feed[name].shape) not in shapes:
                 shapes.append(list(feed[name].shape))
-        parts.append(f"{name} " + " / ".join(map(str, shapes)))
+        text = f"{name} " + " / ".join(map(str, shapes))
+        first = value.reshape(-1)[:1]
+        if value.size > 1 and all(f[name].size and np.all(f[name] == first) for f in feeds):
+            text += f" (CONSTANT: every value {first.item()})"
+        parts.append(text)
     return ", ".join(parts)
 
 
@@ -127,7 +144,8 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
     for name in list(fixed) + list(given):
         if name not in names:
             raise BadInput(f"'{name}' is not an input of the model; its inputs are: {', '.join(sorted(names))}")
-    ranges = _index_ranges(model.graph, shapes)
+    ranges = _index_ranges(model.graph, shapes,
+                           Constants(GraphIndex(model.graph), model.ir_version, default_opset(model)))
     compared = compared_values(model)
     symbols: Dict[str, int] = {}
     feeds = []
@@ -155,8 +173,10 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
                 value = rng.integers(0, max(ranges[inp.name], 1), shape).astype(dtype)
             elif inp.name in compared and int(np.prod(shape)) == 1:
                 value = np.full(shape, compared[inp.name][0], dtype=dtype)
-            else:
-                value = np.ones(shape, dtype=dtype)
+            else:   # a mask, a length, a flag: 0 or 1, never a constant; a padding mask never masks a whole row
+                value = rng.integers(0, 2, shape).astype(dtype)
+                if value.ndim:
+                    value[..., 0] = 1
             feed[inp.name] = value
         feeds.append(feed)
         if given and len(given) == len(inputs):

@@ -98,7 +98,8 @@ class Report:
             mode = "optimizations extended (a quantized model: its integer kernels)" if v.integer else \
                 "optimizations off" + (" (a quantized model, simulated in float)" if v.quantized else "")
             if v.inputs:
-                lines.append(f"inputs: the first ones generated did not run the original; used {v.inputs}")
+                lines.append(f"inputs: {'the first ones generated did not run the original; used ' if v.fallback else ''}"
+                             f"{v.inputs}")
             lines.append(f"verification: onnxruntime CPU, {mode}, {v.sets} input set(s), "
                          f"rtol={v.rtol:g} (on max_abs / max|ref|) atol={v.atol:g}")
             if v.error:

@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .inputs import describe
 from .progress import Progress
 from .model_io import needs_external
 
@@ -74,7 +75,8 @@ class Verification:
     checker: str = "not run"
     quantized: bool = False       # a quantized model (is_quantized) ...
     integer: bool = False         # ... run with its integer kernels (_session_options), else simulated in float
-    inputs: str = ""              # the inputs used, when the first ones generated did not run the original
+    inputs: str = ""              # the inputs used (inputs.describe)
+    fallback: bool = False        # they were not the first ones generated: those did not run the original
 
     @property
     def numerics_passed(self) -> bool:
@@ -253,12 +255,13 @@ class Reference:
                  progress: Optional[Progress] = None, steps: Optional[Dict[str, float]] = None,
                  integer: bool = False, candidates=None):
         """`candidates`: (description, feeds) pairs (inputs.candidates) tried in order until the original runs on
-        one; `feeds` is then ignored. `self.inputs` says which was used when it was not the first."""
+        one; `feeds` is then ignored. `self.inputs` names the inputs used (inputs.describe); `self.fallback` says
+        they were not the first tried."""
         self.feeds, self.names, self.steps, self.integer = feeds, names, steps or {}, integer
         self.original = original   # a second runtime may run it too (downstream.py)
         self.progress = progress or Progress(None)
         self.error: Optional[str] = None
-        self.inputs = ""
+        self.inputs, self.fallback = describe(feeds) if feeds else "", False
         self._outputs: Dict[bool, List[list]] = {}
         self._failure = ""   # why the original failed on the inputs (not: why it did not load)
         if candidates is None:
@@ -269,7 +272,7 @@ class Reference:
             self.feeds, self.error, self._outputs, self._failure = feeds, None, {}, ""
             self.outputs = self._run_original(integer)
             if not self._failure:   # it ran, or it does not even load: no other inputs will help
-                self.inputs = description if tried else ""
+                self.inputs, self.fallback = description, bool(tried)
                 return
             tried.append(description)
         if len(tried) > 1:
@@ -303,7 +306,8 @@ class Reference:
         return result
 
     def _compare(self, rewritten, rtol: float, atol: float, integer: bool) -> Verification:
-        result = Verification(rtol, atol, len(self.feeds), quantized=self.integer, integer=integer, inputs=self.inputs)
+        result = Verification(rtol, atol, len(self.feeds), quantized=self.integer, integer=integer,
+                              inputs=self.inputs, fallback=self.fallback)
         expected = self._run_original(integer)
         if self.error:
             result.error = self.error
