@@ -68,3 +68,52 @@ def test_onehot_indices_cover_the_depth_and_constant_inputs_are_flagged():
     assert describe(feeds) == "bytes [2, 2048] / [3, 2048]"
     flat = [{"x": np.ones((2, 3), np.int64), "n": np.array(4)}, {"x": np.ones((3, 3), np.int64), "n": np.array(4)}]
     assert describe(flat) == "x [2, 3] / [3, 3] (CONSTANT: every value 1), n = 4"
+
+
+def kv_model(total="past_sequence_length + sequence_length"):
+    """A decoder step with a KV cache (as optimum and torch's exporters write it): the new key joins past_key along
+    the sequence, and the attention mask covers past + new tokens (its dim named by an expression)."""
+    d = 8
+    nodes = [helper.make_node("Gather", ["E", "input_ids"], ["emb"]),
+             helper.make_node("MatMul", ["emb", "Wk"], ["k"], name="k_proj"),
+             helper.make_node("MatMul", ["emb", "Wq"], ["q"], name="q_proj"),
+             helper.make_node("Unsqueeze", ["k", "ax1"], ["k4"]), helper.make_node("Unsqueeze", ["q", "ax1"], ["q4"]),
+             helper.make_node("Concat", ["past_key", "k4"], ["present_key"], axis=2),
+             helper.make_node("Transpose", ["present_key"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["q4", "kt"], ["scores"]),
+             helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["mf", "ax12"], ["m4"]),
+             helper.make_node("Mul", ["scores", "m4"], ["logits"])]
+    inits = [init("E", rand((50, d), seed=1)), init("Wk", rand((d, d), seed=2)), init("Wq", rand((d, d), seed=3)),
+             init("ax1", np.array([1], np.int64)), init("ax12", np.array([1, 2], np.int64))]
+    past, seq = [p.strip() for p in total.split("+")] if "+" in total else ("past_sequence_length", "1")
+    ins = [vi("input_ids", ["batch", seq if not seq.isdigit() else int(seq)], TensorProto.INT64),
+           vi("past_key", ["batch", 1, past, d]), vi("attention_mask", ["batch", total], TensorProto.INT64)]
+    outs = [vi("logits", ["batch", 1, seq if not seq.isdigit() else int(seq), total]),
+            vi("present_key", ["batch", 1, total, d])]
+    return make_model(nodes, ins, outs, inits)
+
+
+@pytest.mark.parametrize("total", ["past_sequence_length + sequence_length", "s0 + s1", "past_sequence_length + 1"])
+def test_a_kv_cache_decoder_gets_inputs_that_agree(total):
+    """The mask is as long as past + new tokens in every set: its dim is evaluated from the names in its expression
+    (optimum's 'past_sequence_length + 1', torch's 's0 + s1'); it was a symbol of its own, and the original failed on
+    every input tried."""
+    m = kv_model(total)
+    for feed in make_feeds(m, infer(m), sets=3):
+        assert feed["attention_mask"].shape[1] == feed["past_key"].shape[2] + feed["input_ids"].shape[1], feed
+        assert feed["attention_mask"].shape[0] == feed["past_key"].shape[0] == feed["input_ids"].shape[0]
+
+
+def test_a_kv_cache_decoder_verifies_with_no_option():
+    from passes.fc_to_conv import convert
+    _, report = convert(kv_model())
+    assert report.verified and sorted(c.name for c in report.converted) == ["k_proj", "q_proj"], report.text()
+    assert not report.verification.fallback and "attention_mask [2, 7]" in report.verification.inputs
+
+
+def test_a_fixed_shape_sets_the_names_it_holds_for_the_other_inputs():
+    m = kv_model()
+    feeds = make_feeds(m, infer(m), sets=2, fixed={"past_key": [1, 1, 9, 8]})
+    assert [f["attention_mask"].shape for f in feeds] == [(1, 11), (1, 12)]
+    assert [f["input_ids"].shape for f in feeds] == [(1, 2), (1, 3)]

@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import ast
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -135,6 +136,80 @@ def _dim(d, axis: int, rank: int, key: str, symbols: Dict[str, int], s: int, str
     return symbols[key] + s
 
 
+_ARITHMETIC = (ast.Expression, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Name, ast.Constant, ast.Load)
+
+
+def _expression(d) -> Optional[ast.Expression]:
+    """A dim_param that is arithmetic over names and integers ('past_sequence_length + 1', 's0 + s1', '2*s3'), as
+    exporters write a dim that depends on others; None for a plain name or anything else."""
+    if not isinstance(d, str) or d.isidentifier():
+        return None
+    try:
+        tree = ast.parse(d, mode="eval")
+    except SyntaxError:
+        return None
+    nodes = list(ast.walk(tree))
+    if not all(isinstance(n, _ARITHMETIC) for n in nodes) or \
+            any(isinstance(n, ast.Constant) and not isinstance(n.value, int) for n in nodes):
+        return None
+    return tree
+
+
+def _evaluate(tree: ast.Expression, named: Dict[str, int]) -> int:
+    def ev(n):
+        if isinstance(n, ast.Expression):
+            return ev(n.body)
+        if isinstance(n, ast.Constant):
+            return n.value
+        if isinstance(n, ast.Name):
+            return named[n.id]
+        left, right = ev(n.left), ev(n.right)
+        return {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}.get(type(n.op)) \
+            if not isinstance(n.op, ast.FloorDiv) else left // right
+    return ev(tree)
+
+
+def _shapes(inputs, fixed: Dict[str, List[int]], given: Dict[str, np.ndarray], symbols: Dict[str, int], s: int,
+            strategy) -> Dict[str, List[int]]:
+    """Every generated input's shape for input set `s`. A name takes the value the user's arrays or fixed shapes
+    give it, else one as _dim says. A dim named by an expression of other dims' names takes its value from theirs
+    (a mask as long as past + new tokens), so a KV-cache decoder's inputs agree with one another; a name that only
+    appears inside expressions gets a value as any named dim does."""
+    named: Dict[str, int] = {}
+    for inp in inputs:
+        shape = given[inp.name].shape if inp.name in given else fixed.get(inp.name)
+        for d, v in zip(dims_of(inp.type)[1] or [], shape if shape is not None else []):
+            if isinstance(d, str) and d.isidentifier():
+                named.setdefault(d, int(v))
+    shapes: Dict[str, List] = {}
+    for inp in (i for i in inputs if i.name not in given):
+        if inp.name in fixed:
+            shapes[inp.name] = list(fixed[inp.name])
+            continue
+        dims = dims_of(inp.type)[1] or []
+        shape = []
+        for j, d in enumerate(dims):
+            if _expression(d) is not None:
+                shape.append(d)   # after every plain name has its value
+            elif isinstance(d, str) and d in named:
+                shape.append(named[d])
+            else:
+                shape.append(_dim(d, j, len(dims), d if isinstance(d, str) and d else f"{inp.name}:{j}", symbols,
+                                  s, strategy))
+                if isinstance(d, str) and d:
+                    named[d] = shape[-1]
+        shapes[inp.name] = shape
+    for name, shape in shapes.items():
+        for j, d in enumerate(shape):
+            tree = _expression(d)
+            if tree is None:
+                continue
+            for atom in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(named)):
+                named[atom] = _dim(atom, 1, 3, atom, symbols, s, strategy)   # as a middle dim of its strategy
+            shape[j] = max(_evaluate(tree, named), 1)
+    return shapes
+
+
 def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
                fixed: Optional[Dict[str, List[int]]] = None,
                given: Optional[Dict[str, np.ndarray]] = None, strategy=STRATEGIES[0]) -> List[Dict[str, np.ndarray]]:
@@ -152,6 +227,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
     for s in range(sets):
         rng = np.random.default_rng(seed + s)
         feed: Dict[str, np.ndarray] = {}
+        shapes_of = _shapes(inputs, fixed, given, symbols, s, strategy)
         for inp in inputs:
             if inp.name in given:
                 feed[inp.name] = given[inp.name]
@@ -159,11 +235,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
             elem, dims = dims_of(inp.type)
             if elem == 0:
                 raise BadInput(f"input '{inp.name}' is not a tensor; pass its values with --inputs FILE.npz")
-            if inp.name in fixed:
-                shape = fixed[inp.name]
-            else:
-                shape = [_dim(d, j, len(dims), d if isinstance(d, str) and d else f"{inp.name}:{j}", symbols, s,
-                              strategy) for j, d in enumerate(dims or [])]
+            shape = shapes_of[inp.name]
             dtype = helper.tensor_dtype_to_np_dtype(elem)
             if np.issubdtype(dtype, np.floating) or elem == onnx.TensorProto.BFLOAT16:
                 value = rng.standard_normal(shape).astype(dtype)
