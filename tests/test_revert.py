@@ -193,3 +193,51 @@ def test_the_revert_loop_stops_when_a_round_excludes_nothing_new():
     outcome, verdict = revert_bad_layers(attempt, {}, lambda layer: layer, reference, 1e-5, 1e-6, 0)
     assert not verdict.numerics_passed and outcome.target == "model"
     assert len(calls) < 20
+
+
+def _hidden_layer_model():
+    """fc's output is multiplied by zeros before it reaches Y: the whole model cannot see whether fc is right."""
+    nodes = [helper.make_node("MatMul", ["X", "w"], ["h"], name="fc"),
+             helper.make_node("Mul", ["h", "zeros"], ["z"]), helper.make_node("Add", ["z", "X"], ["Y"])]
+    return make_model(nodes, [vi("X", ["B", K])], [vi("Y", ["B", K])],
+                      [init("w", rand((K, K), seed=11)), init("zeros", np.zeros(K, np.float32))])
+
+
+def test_a_wrong_rewrite_the_model_cannot_see_is_caught_on_its_own(monkeypatch):
+    """Every converted layer is also checked cut out, on random activations of its input shape, whether or not the
+    whole model passed: a negated weight behind a multiplication by zero is reverted 'wrong on its own'."""
+    real = fold.conv_weight
+    monkeypatch.setattr(fold, "conv_weight", lambda *a, **k: -real(*a, **k))
+    _, report = convert(_hidden_layer_model())
+    assert report.verified, report.text()
+    assert [r.name for r in report.reverted] == ["fc"] and report.reverted[0].reason.startswith("wrong on its own")
+
+
+def test_the_report_shows_the_check_of_each_layer_on_its_own():
+    _, report = convert(three_layers())
+    assert report.verification.layers_alone == {"L1": "", "L2": "", "L3": ""}
+    assert "  each converted layer on its own (random activations of its input shape): 3 of 3 PASSED" \
+        in report.text().splitlines()
+
+
+def test_over_the_weight_limit_layers_are_checked_on_their_own_only_after_a_failure(monkeypatch):
+    from passes.fc_to_conv import api
+    monkeypatch.setattr(api, "LAYER_CHECK_MAX_BYTES", 0)
+    _, report = convert(_hidden_layer_model())
+    assert report.verification.layers_alone is None
+    assert "  each converted layer on its own: not run (over 1 GB of weights: the whole model only)" \
+        in report.text().splitlines()
+
+
+@pytest.mark.parametrize("path", ["hf_gpt2.onnx", "real/ch_ppocr_mobile_v2.0_cls_infer.onnx", "wrapped_gemms.onnx",
+                                  "quantized/mlp_qoperator.onnx"])
+def test_layers_whose_shapes_are_computed_elsewhere_are_checked_on_their_own(path):
+    """A wrapped Gemm whose Reshape shape is shared with other nodes (GPT-2), a flatten to a shape computed at run
+    time (PaddleOCR), a QOperator activation whose K inference left as a symbol: cut out, each computes its shapes
+    from its own input and runs (they were 'not checked')."""
+    import os
+    m = onnx.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", path))
+    _, report = convert(m)
+    alone = report.verification.layers_alone
+    assert alone and not any(alone.values()), report.text()
+    assert len(alone) == len(report.converted)

@@ -30,7 +30,7 @@ from .rules import rules
 from .progress import Progress
 from .report import Report, op_counts
 from .shapes import infer, light_model
-from .revert import Outcome, revert_bad_layers
+from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
 from .sinks import HeldData
 from .validate import validate
 from .verify import TOLERANCES, Reference, is_quantized, output_steps, run_checker
@@ -130,17 +130,34 @@ def _reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], opt
                      is_quantized(info), candidates)
 
 
-def _verify(job, first: Outcome, original, reference: Reference, options: Options):
-    """The verification of `first`, reverting the layers that make it wrong: the outcome kept and its verdict."""
+LAYER_CHECK_MAX_BYTES = 2**30   # above this much weight, the layers are checked on their own only after a failure
+
+
+def _verify(job, first: Outcome, original, reference: Reference, options: Options, weight_bytes: int):
+    """The verification of `first`, reverting the layers that make it wrong: the outcome kept and its verdict.
+
+    Each converted layer is also checked on its own (isolate.py: cut out, on seeded random activations of its real
+    input shape), so that a wrong rewrite is caught where the model's inputs barely reach it. That takes a second
+    pass and holds every layer's weight: a model with more than LAYER_CHECK_MAX_BYTES of weights is checked on the
+    whole only, unless it fails there (the verdict says so)."""
     rtol, atol = _tolerances(first.result, options, reference)
     outcome, verdict = first, reference.compare(first.target, rtol, atol)
-    if not verdict.numerics_passed and reference.error is None and first.result.converted:
-        def convert_layer(layer: onnx.ModelProto) -> onnx.ModelProto:
-            copy = _copy(layer)
-            options.make_pass().run(copy)
-            return copy
-        outcome, verdict = revert_bad_layers(job.attempt, job.isolated(), convert_layer, reference, rtol, atol,
-                                             options.seed)
+
+    def convert_layer(layer: onnx.ModelProto) -> onnx.ModelProto:
+        copy = _copy(layer)
+        options.make_pass().run(copy)
+        return copy
+    layers, alone = None, {}
+    if reference.error is None and first.result.converted:
+        if weight_bytes <= LAYER_CHECK_MAX_BYTES:
+            layers = job.isolated()
+            alone = {key: check_layer(layer, convert_layer, rtol, atol, options.seed) for key, layer in layers.items()}
+        if not verdict.numerics_passed or any(map(wrong_alone, alone.values())):
+            outcome, verdict = revert_bad_layers(job.attempt, layers if layers is not None else job.isolated(),
+                                                 convert_layer, reference, rtol, atol, options.seed)
+    name_of = {c.key: c.name for c in first.result.converted}
+    skipped = reference.error is None and first.result.converted and layers is None
+    verdict.layers_alone = None if skipped else {name_of.get(k, k): why for k, why in alone.items()}
     ok, why = run_checker(outcome.target)
     if ok:
         verdict.checker = "PASSED"
@@ -162,7 +179,8 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     reference = _reference(info, original, options) if options.verify or options.check_with else None
     outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:
-        outcome, report.verification = _verify(job, outcome, original, reference, options)
+        outcome, report.verification = _verify(job, outcome, original, reference, options,
+                                               model_io.tensor_bytes(info.graph))
     result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
         report.downstream = downstream.check(options.check_with, outcome.target, reference,

@@ -14,6 +14,7 @@ import onnx
 from .downstream import Downstream
 from .graph_index import subgraphs
 from .graph_pass import Skipped
+from .revert import NOT_CHECKED
 from .rewrite import Converted
 from .verify import Verification
 
@@ -105,6 +106,17 @@ class Report:
             if v.error:
                 lines.append(f"  FAILED | {v.error}")
             lines.extend("  " + o.line() for o in v.outputs)
+            if v.layers_alone:
+                bad = {k: why for k, why in v.layers_alone.items() if why}
+                lines.append(f"  each converted layer on its own (random activations of its input shape): "
+                             f"{len(v.layers_alone) - len(bad)} of {len(v.layers_alone)} PASSED")
+                for k, why in bad.items():
+                    status, text = ("NOT CHECKED", why[len(NOT_CHECKED):]) if why.startswith(NOT_CHECKED) \
+                        else ("FAILED", why)
+                    lines.append(f"    {status} | layer '{k}': {text}")
+            elif v.layers_alone is None:
+                lines.append("  each converted layer on its own: not run (over 1 GB of weights: the whole model "
+                             "only)")
             lines.append(f"  onnx.checker (full): {v.checker}")
             failed = [o.name for o in v.outputs if not o.passed]
             if failed:

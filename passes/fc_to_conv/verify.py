@@ -77,6 +77,8 @@ class Verification:
     integer: bool = False         # ... run with its integer kernels (_session_options), else simulated in float
     inputs: str = ""              # the inputs used (inputs.describe)
     fallback: bool = False        # they were not the first ones generated: those did not run the original
+    # converted layer -> '' or why it failed on its own ({} when none converted); None: skipped, over 1 GB of weights
+    layers_alone: Optional[Dict[str, str]] = field(default_factory=dict)
 
     @property
     def numerics_passed(self) -> bool:
