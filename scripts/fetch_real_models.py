@@ -6,8 +6,9 @@
 `pip download --no-deps` fetches each wheel into a temporary folder; the models are read out of it. Committed
 under models/real/ (see models/real/README.md for their licences): the PP-OCR direction classifier
 (rapidocr-onnxruntime, Apache-2.0) and silero-vad (MIT). The others are too large to commit (the recognizers are
-about 10 MB) and are only converted by --check: PP-OCRv4 and v3 recognizers and detectors, and silero-vad's other
-exports (not used to tune fc2conv: held out).
+about 10 MB) and are only converted by --check: PP-OCRv4 and v3 recognizers and detectors, silero-vad's other
+exports, magika's classifier, ddddocr's OCR and detector models, nudenet's detector (not used to tune fc2conv:
+held out).
 """
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ WHEELS = {   # package==version: the models inside it, by path; True: committed 
         "silero_vad/data/silero_vad_16k_op15.onnx": False,
         "silero_vad/data/silero_vad_half.onnx": False,
         "silero_vad/data/silero_vad_op18_ifless.onnx": False},
+    # issue 19's real models: a file-type classifier (OneHot over byte values), OCR (one dynamically quantized),
+    # a detector
+    "magika==1.0.3": {"magika/models/standard_v3_3/model.onnx": False},
+    "ddddocr==1.6.1": {"ddddocr/common.onnx": False, "ddddocr/common_old.onnx": False,
+                       "ddddocr/common_det.onnx": False},
+    "nudenet==3.4.2": {"nudenet/320n.onnx": False},
 }
 
 
