@@ -277,3 +277,22 @@ def test_an_interrupted_run_leaves_nothing_behind(signum, tmp_path):
     assert stderr.strip().splitlines() == [
         f"fc2conv: interrupted ({signal.Signals(signum).name}); nothing was written"], stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("error,code,start", [
+    (FileNotFoundError(2, "No such file or directory", "/x/fc2conv:held"), 1,
+     "fc2conv: internal error while converting in.onnx (FileNotFoundError: [Errno 2] No such file or directory: "),
+    (OSError(28, "No space left on device", "out.onnx"), 2, "fc2conv: error: out.onnx: No space left on device"),
+])
+def test_an_oserror_inside_the_pass_is_internal_and_a_refused_write_is_the_users(error, code, start, monkeypatch,
+                                                                                 capsys):
+    """A file the pass itself cannot find is fc2conv's bug (exit 1, 'internal error'; the held tensor read back
+    from disk was reported as the user's problem, exit 2); a full disk is the user's to fix (exit 2)."""
+    from passes.fc_to_conv import __main__ as cli_main
+
+    def fail(*a, **k):
+        raise error
+    monkeypatch.setattr(cli_main, "convert_file", fail)
+    assert cli_main.main(["in.onnx", "out.onnx"]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(start), err

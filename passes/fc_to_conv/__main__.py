@@ -6,6 +6,7 @@ written; 2 bad input or usage, one line on stderr, nothing written.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -86,6 +87,20 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
+# the output's folder or disk refuses the write (a full disk, a quota, permissions, a read-only file system): exit 2,
+# the user's to fix; any other OSError is fc2conv's (the input was validated before the pass ran)
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
+def _internal(path: str, exc: BaseException) -> int:
+    if os.environ.get("FC2CONV_DEBUG"):
+        raise exc
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    print(f"fc2conv: internal error while converting {path} ({type(exc).__name__}: {text}); nothing was "
+          "written; please report it (set FC2CONV_DEBUG=1 for a traceback)", file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_conv") -> int:
     args = build_parser(prog).parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,16 +124,13 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
     except BadInput as exc:
         print(f"fc2conv: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the output cannot be written: permissions, a full disk
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:   # not the place it writes to: fc2conv's own failure (below)
+            return _internal(args.input, exc)
         print(f"fc2conv: error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # fc2conv's own failure: exit 1, not 2 (2 means the input is bad); FC2CONV_DEBUG=1
-        if os.environ.get("FC2CONV_DEBUG"):
-            raise
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(f"fc2conv: internal error while converting {args.input} ({type(exc).__name__}: {text}); nothing was "
-              "written; please report it (set FC2CONV_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+        return _internal(args.input, exc)
     if not args.quiet or not report.written:
         print(report.text(), file=sys.stdout if report.written else sys.stderr)
     if args.report:
