@@ -10,6 +10,9 @@ t5.onnx       T5ForConditionalGeneration, d_model 64, 2+2 layers, 32 relative bu
 whisper.onnx  WhisperForConditionalGeneration, d_model 64, 2+2 layers, 80 mel bins: (input_features,
               decoder_input_ids) -> logits
 llama.onnx    LlamaForCausalLM, hidden 256, 4 layers, grouped KV heads: (input_ids) -> logits
+llama_kv.onnx the same architecture, hidden 64, 2 layers, 256 tokens, as one decode step with a KV cache:
+              (input_ids [batch, 1], attention_mask [batch, past + 1], past_key_i, past_value_i [batch, 2, past, 16])
+              -> logits; committed as models/hf_llama_kv.onnx
 llama_1b.onnx with --llama-1b: TinyLlama's shape (hidden 2048, 22 layers, MLP 5632, 32 heads, 4 KV heads, 32000
               tokens: 1.1B parameters, 4.4 GB), external data
 Every input has a dynamic batch and sequence (Whisper's features a dynamic batch); T5 by the legacy exporter
@@ -57,6 +60,40 @@ def _export(model, names, args, dynamic, path, external=False):
     print("wrote", path, f"{size / 2**20:.1f} MB")
 
 
+class _DecodeStep(torch.nn.Module):
+    """One token with a KV cache given as plain tensors, as optimum and onnxruntime-genai feed decoders."""
+
+    def __init__(self, model, config):
+        super().__init__()
+        self.model, self.config = model, config
+
+    def forward(self, input_ids, attention_mask, past_key_0, past_value_0, past_key_1, past_value_1):
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.config)
+        for i, (k, v) in enumerate([(past_key_0, past_value_0), (past_key_1, past_value_1)]):
+            cache.update(k, v, i)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+                          use_cache=True).logits
+
+
+def _export_kv(path) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    step = _DecodeStep(LlamaForCausalLM(config).eval(), config)
+    b, past_len = 2, 5
+    args = (torch.randint(0, 256, (b, 1)), torch.ones(b, past_len + 1, dtype=torch.int64),
+            *[torch.randn(b, 2, past_len, 16) for _ in range(4)])
+    batch, past = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("past", min=1, max=128)
+    shapes = ({0: batch}, {0: batch, 1: past + 1}, *[{0: batch, 2: past} for _ in range(4)])
+    names = ["input_ids", "attention_mask", "past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(step, args, path, dynamo=True, opset_version=18, input_names=names,
+                          output_names=["logits"], dynamic_shapes=shapes, external_data=False)
+    print("wrote", path, f"{os.path.getsize(path) / 2**20:.1f} MB")
+
+
 def main() -> None:
     from transformers import (LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration, WhisperConfig,
                               WhisperForConditionalGeneration)
@@ -83,6 +120,7 @@ def main() -> None:
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                                          num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=256))
     _export(llama, ["input_ids"], [ids], {"input_ids": seq}, os.path.join(a.folder, "llama.onnx"))
+    _export_kv(os.path.join(a.folder, "llama_kv.onnx"))
     if a.llama_1b:
         big = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
                                            num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,

@@ -117,3 +117,18 @@ def test_a_fixed_shape_sets_the_names_it_holds_for_the_other_inputs():
     feeds = make_feeds(m, infer(m), sets=2, fixed={"past_key": [1, 1, 9, 8]})
     assert [f["attention_mask"].shape for f in feeds] == [(1, 11), (1, 12)]
     assert [f["input_ids"].shape for f in feeds] == [(1, 2), (1, 3)]
+
+
+def test_a_kv_cache_decoder_exported_by_torch_verifies_with_no_option():
+    """models/hf_llama_kv.onnx (scripts/export_decoders.py: transformers' LLaMA, one decode step, torch's dynamo
+    exporter) names its mask dim 'past + 1': the generated mask is one longer than the past in every set, and the
+    model verifies on those inputs, not on fallback ones (before, it ran only on a 512-long mask against a past of 1)."""
+    import os
+    import onnx
+    from passes.fc_to_conv import convert
+    m = onnx.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "hf_llama_kv.onnx"))
+    for feed in make_feeds(m, infer(m), sets=3):
+        assert feed["attention_mask"].shape[1] == feed["past_key_0"].shape[2] + 1
+    _, report = convert(m)
+    assert report.verified and not report.verification.fallback, report.text()
+    assert len(report.converted) == 15 and not report.reverted, report.text()

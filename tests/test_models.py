@@ -25,7 +25,7 @@ def test_models_are_shipped():
             "bert_tiny_external.onnx", "mlp_fp16.onnx", "cnn_classifier.onnx", "cnn_classifier_fp16.onnx",
             "resnet_tiny.onnx", "vit_tiny.onnx", "gpt_tiny.onnx", "computed_weights.onnx", "ir3_mlp.onnx",
             "if_loop.onnx", "audio_block.onnx", "grouped.onnx", "wrapped_gemms.onnx", "keras_encoder.onnx",
-            "jax_mlp.onnx", "hf_distilbert.onnx", "hf_gpt2.onnx"} <= names
+            "jax_mlp.onnx", "hf_distilbert.onnx", "hf_gpt2.onnx", "hf_llama_kv.onnx"} <= names
 
 
 @pytest.mark.parametrize("path", MODELS, ids=os.path.basename)
