@@ -296,3 +296,24 @@ def test_an_oserror_inside_the_pass_is_internal_and_a_refused_write_is_the_users
     assert cli_main.main(["in.onnx", "out.onnx"]) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(start), err
+
+
+def test_an_incomplete_symbolic_inference_writes_nothing_into_the_current_directory(tmp_path, monkeypatch):
+    """onnxruntime's SymbolicShapeInference, made to report an incomplete inference (as on ddddocr's
+    common_old.onnx), saves sym_shape_infer_temp.onnx and a <uuid>.data file into the current directory from its
+    infer_shapes; fc2conv runs its steps without that save, so the folder stays empty."""
+    from onnx import helper
+    from builders import init, make_model, vi
+    from passes.fc_to_conv import Options, convert, shapes
+    cls = shapes._symbolic_shape_inference()
+    real = cls._infer_impl
+    monkeypatch.setattr(cls, "_infer_impl", lambda self, *a, **k: real(self, *a, **k) and False)
+    monkeypatch.setattr(shapes, "_symbolic_shape_inference", lambda: cls)
+    w = init("W", np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    nodes = [helper.make_node("Foo", ["X"], ["h"], domain="custom.ops"),
+             helper.make_node("MatMul", ["h", "W"], ["Y"], name="fc")]
+    m = make_model(nodes, [vi("X", ["B", 8])], [vi("Y", ["B", 4])], [w])
+    m.opset_import.append(helper.make_opsetid("custom.ops", 1))
+    monkeypatch.chdir(tmp_path)
+    convert(m, Options(verify=False))
+    assert os.listdir(tmp_path) == []
