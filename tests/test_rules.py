@@ -77,3 +77,26 @@ def test_head_plan_in_each_mode(mode, kernel):
     if mode == "full":
         assert plan.weight_shape == [5, 4, 2, 3] and plan.head.map == "X"
         assert np.array_equal(plan.fold_weight(), rand((5, 24)).reshape(5, 4, 2, 3))
+
+
+def test_a_rule_appended_as_the_readme_says_keeps_convert_dynamic_working(monkeypatch):
+    """A new form is a new rule appended to rules.RULES: the MatMulInteger rule then no longer stands last, and
+    rules(convert_dynamic=True) must still set its flag (it replaced the last rule, the new one, by position)."""
+    from passes.fc_to_conv import Options, convert, rules as rules_mod
+    from passes.fc_to_conv.rules.qlinear import MatMulIntegerRule
+    from test_quantized import matmul_integer_model
+
+    class Never:
+        op = "Never"
+
+        def match(self, node, index):
+            return None
+
+        def check(self, cand, ctx):
+            raise AssertionError("never matched")
+    monkeypatch.setattr(rules_mod, "RULES", rules_mod.RULES + [Never()])
+    built = rules_mod.rules(convert_dynamic=True)
+    assert isinstance(built[-1], Never) and len(built) == len(rules_mod.RULES)
+    assert [r.convert for r in built if isinstance(r, MatMulIntegerRule)] == [True]
+    _, report = convert(matmul_integer_model((8, 6)), Options(convert_dynamic=True))
+    assert [c.name for c in report.converted] == ["mmi"], report.text()

@@ -45,8 +45,9 @@ RULES: List[Rule] = [WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulA
 
 
 def rules(convert_dynamic: bool = False) -> List[Rule]:
-    """The rules in order; with `convert_dynamic`, MatMulInteger layers convert too (see MatMulIntegerRule)."""
-    return RULES[:-1] + [MatMulIntegerRule(convert_dynamic)]
+    """RULES in their order, the options set: with `convert_dynamic`, MatMulInteger layers convert too (see
+    MatMulIntegerRule), wherever that rule stands in the list."""
+    return [MatMulIntegerRule(convert_dynamic) if isinstance(r, MatMulIntegerRule) else r for r in RULES]
 
 
 def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:
