@@ -153,7 +153,7 @@ def test_ncnn_target_leaves_the_attention_projections(name):
     m = onnx.load(os.path.join(MODELS, name + ".onnx"))
     new, report = convert(m, Options(target="ncnn"))
     assert report.verified and not report.reverted, report.text()
-    kept = sorted(s.name for s in report.skipped if s.reason == TARGETS["ncnn"].keep_attention)
+    kept = sorted(s.name for s in report.skipped if s.reason == TARGETS["ncnn"].keeps[0].reason)
     if name in ATTENTION:
         assert kept == sorted(ATTENTION[name].format(i, p) for i in range(2) for p in "qkvo")
     else:

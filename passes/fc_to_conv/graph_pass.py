@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Set, Union
 
 import onnx
 
-from .attention import product_tensors, projections
+from .attention import product_tensors
 from .cleanup import drop_identities, prune
 from .constants import Constants
 from .emit import Emitter
@@ -30,7 +30,6 @@ from .shapes import TypeShape, infer
 from .simplify import find_chains, simplify
 from .sinks import Sink
 from .targets import TARGETS
-from .unfused import feeding
 
 MODES = ("full", "1x1")
 
@@ -147,11 +146,13 @@ class FcToConvPass:
         position = {id(n): i for i, n in enumerate(graph.node)}
         plans: List[Plan] = []
         cands = list(find_candidates(list(graph.node), consts.index, self.rules))
-        kept = projections(graph.node, [c.node for c in cands], consts) if self.target.keep_attention else set()
-        feeds = feeding([c.node for c in cands], consts.index, self.target.keep_feeding)
+        kept: Dict[int, str] = {}   # layer -> the reason a keep of the target found it by structure
+        for keep in self.target.keeps:
+            for layer in keep.layers(graph.node, [c.node for c in cands], consts):
+                kept.setdefault(layer, keep.reason)
         for cand in cands:
             cand.key = f"{scope}#{position[id(cand.node)]}"
-            verdict = self._verdict(cand, ctx, id(cand.node) in kept, id(cand.node) in feeds)
+            verdict = self._verdict(cand, ctx, kept.get(id(cand.node)))
             if isinstance(verdict, Skip):
                 run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
             elif cand.key in run.exclude:
@@ -162,16 +163,15 @@ class FcToConvPass:
                     run.result.layers[cand.key] = layer_model(verdict, consts, run.shapes, run.opset, run.ir)
         return plans
 
-    def _verdict(self, cand: Candidate, ctx: CheckContext, projection: bool, feeds_unfused: bool) -> Union[Plan, Skip]:
+    def _verdict(self, cand: Candidate, ctx: CheckContext, kept: Optional[str]) -> Union[Plan, Skip]:
         """The rule's check, unless the target leaves the layer as it is (targets.py); a layer the rule refuses
         keeps the rule's reason."""
-        target = self.target
-        if projection or feeds_unfused:
-            return Skip(cand, target.keep_attention if projection else target.keep_feeding_reason)
+        if kept:
+            return Skip(cand, kept)
         verdict = cand.rule.check(cand, ctx)
-        if isinstance(verdict, Plan) and (target.keep_all or target.keep_grouped and verdict.group > 1):
-            return Skip(cand, target.keep_all or target.keep_grouped)
-        return verdict
+        reason = next((k.reason for k in self.target.keeps if k.plan(verdict)), None) \
+            if isinstance(verdict, Plan) else None
+        return Skip(cand, reason) if reason else verdict
 
     def _collapse_chains(self, run: _Run) -> None:
         """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs

@@ -32,36 +32,95 @@ ethos-u      every FC layer stays: Vela runs FullyConnected better than a 1x1 Co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import FrozenSet
+from typing import FrozenSet, Iterable, Set, Tuple, Union
+
+import onnx
+
+from .attention import projections
+from .constants import Constants
+from .rules import Plan
+from .unfused import feeding
+
+
+@dataclass(frozen=True)
+class KeepProjections:
+    """An attention's Q, K, V and output layers (attention.py), found by the graph's structure."""
+    reason: str
+
+    def layers(self, nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodeProto],
+               consts: Constants) -> Set[int]:
+        return projections(nodes, fc_nodes, consts)
+
+    def plan(self, plan: Plan) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class KeepFeeding:
+    """A layer whose output reaches one of `ops` through element-wise ops (unfused.py)."""
+    ops: FrozenSet[str]
+    reason: str
+
+    def layers(self, nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodeProto],
+               consts: Constants) -> Set[int]:
+        return feeding(fc_nodes, consts.index, self.ops)
+
+    def plan(self, plan: Plan) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class KeepGrouped:
+    """A grouped layer (a 3-D weight: the Conv's group > 1), once its rule accepted it."""
+    reason: str
+
+    def layers(self, nodes, fc_nodes, consts) -> Set[int]:
+        return set()
+
+    def plan(self, plan: Plan) -> bool:
+        return plan.group > 1
+
+
+@dataclass(frozen=True)
+class KeepAll:
+    """Every layer its rule accepted."""
+    reason: str
+
+    def layers(self, nodes, fc_nodes, consts) -> Set[int]:
+        return set()
+
+    def plan(self, plan: Plan) -> bool:
+        return True
+
+
+Keep = Union[KeepProjections, KeepFeeding, KeepGrouped, KeepAll]
 
 
 @dataclass(frozen=True)
 class Target:
+    """What a target leaves as it is: `keeps`, each with the reason the report gives; a layer the structure marks
+    (`layers`, before any check) keeps the first such reason; a layer its rule accepted is then offered to each
+    keep's `plan` (a layer its rule refused keeps the rule's reason)."""
     collapse_head_split: bool  # also collapse the chains into an attention product (and split a fused QKV layer)
-    keep_attention: str = ""   # the reason an attention's projections stay as they are; "" converts them
-    keep_feeding: FrozenSet[str] = frozenset()   # a layer whose output reaches one of these ops stays (unfused.py)
-    keep_feeding_reason: str = ""
-    keep_grouped: str = ""     # the reason a grouped layer (a 3-D weight: group > 1) stays; "" converts it
-    keep_all: str = ""         # the reason every layer stays as it is; "" converts them
+    keeps: Tuple[Keep, ...] = ()
 
 
 TARGETS = {
     "onnxruntime": Target(collapse_head_split=True),
     "openvino": Target(collapse_head_split=False),
-    "qnn": Target(collapse_head_split=True, keep_feeding=frozenset({"Tanh"}),
-                  keep_feeding_reason="its output reaches a Tanh through element-wise ops, left for QNN (--target "
-                                      "qnn): HTP fuses such a chain after a FullyConnected, not after a Conv "
-                                      "(GPT-2's tanh GELU: 2.9x the cycles converted)"),
-    "rknn": Target(collapse_head_split=True,
-                   keep_grouped="a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one "
-                                "exMatMul and the grouped Conv as Split + one Conv per group + Concat (grouped.onnx, "
-                                "fp16 on RK3588: 1.054x the cycles converted)"),
-    "ethos-u": Target(collapse_head_split=True,
-                      keep_all="left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a "
-                               "FullyConnected better than the 1x1 Conv (transformer_block 2.05x, ViT 1.47x the "
-                               "cycles converted on U85-256; Arm's own backends turn 1x1 Convs into FC)"),
-    "ncnn": Target(collapse_head_split=True,
-                   keep_attention="an attention projection, left for ncnn (--target ncnn): pnnx fuses the Q, K, V "
-                                  "and output layers with the attention into one MultiHeadAttention layer, which "
-                                  "a Conv would break (measured 1.3x slower on a ViT)"),
+    "qnn": Target(collapse_head_split=True, keeps=(KeepFeeding(
+        frozenset({"Tanh"}), "its output reaches a Tanh through element-wise ops, left for QNN (--target qnn): HTP "
+                             "fuses such a chain after a FullyConnected, not after a Conv (GPT-2's tanh GELU: 2.9x "
+                             "the cycles converted)"),)),
+    "rknn": Target(collapse_head_split=True, keeps=(KeepGrouped(
+        "a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one exMatMul and the "
+        "grouped Conv as Split + one Conv per group + Concat (grouped.onnx, fp16 on RK3588: 1.054x the cycles "
+        "converted)"),)),
+    "ethos-u": Target(collapse_head_split=True, keeps=(KeepAll(
+        "left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a FullyConnected better than the "
+        "1x1 Conv (transformer_block 2.05x, ViT 1.47x the cycles converted on U85-256; Arm's own backends turn 1x1 "
+        "Convs into FC)"),)),
+    "ncnn": Target(collapse_head_split=True, keeps=(KeepProjections(
+        "an attention projection, left for ncnn (--target ncnn): pnnx fuses the Q, K, V and output layers with the "
+        "attention into one MultiHeadAttention layer, which a Conv would break (measured 1.3x slower on a ViT)"),)),
 }
