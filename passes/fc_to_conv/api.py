@@ -33,7 +33,7 @@ from .shapes import infer, light_model
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
 from .sinks import HeldData
 from .validate import validate
-from .verify import TOLERANCES, Reference, is_quantized, output_steps, run_checker
+from .verify import TOLERANCES, Checked, CheckerVerdict, Reference, is_quantized, output_steps, run_checker
 
 
 @dataclass
@@ -159,11 +159,8 @@ def _verify(job, first: Outcome, original, reference: Reference, options: Option
     skipped = reference.error is None and first.result.converted and layers is None
     verdict.layers_alone = None if skipped else {name_of.get(k, k): why for k, why in alone.items()}
     ok, why = run_checker(outcome.target)
-    if ok:
-        verdict.checker = "PASSED"
-    else:
-        verdict.checker = (f"FAILED: {why}" if run_checker(original)[0] else
-                           f"not clean, as the original is not: {why}")
+    verdict.checker = CheckerVerdict(Checked.PASSED) if ok else \
+        CheckerVerdict(Checked.FAILED if run_checker(original)[0] else Checked.NOT_CLEAN, why)
     return outcome, verdict
 
 

@@ -130,7 +130,8 @@ def read_counts(nodes: Iterable[onnx.NodeProto], graph: onnx.GraphProto) -> Dict
 
 
 class GraphIndex:
-    """Producers and readers of one graph's tensors, built once; add_node() keeps it current as nodes are made."""
+    """Producers and readers of one graph's tensors, built once from the graph as it is; nodes made later are not in
+    it (a step that edits the graph builds a new index)."""
 
     def __init__(self, graph: onnx.GraphProto):
         self.producer: Dict[str, onnx.NodeProto] = producers(graph.node)
@@ -138,13 +139,6 @@ class GraphIndex:
         self.graph_outputs = {o.name for o in graph.output}
         self.graph_inputs = {i.name for i in graph.input}
         self.initializers = {t.name: t for t in graph.initializer}
-
-    def add_node(self, node: onnx.NodeProto) -> None:
-        for out in node.output:
-            if out:
-                self.producer[out] = node
-        for name in reads(node):
-            self.consumers[name].append(node)
 
     def is_used(self, name: str) -> bool:
         return bool(self.consumers.get(name)) or name in self.graph_outputs

@@ -65,6 +65,7 @@ class Report:
         data = asdict(self)
         if self.verification is not None:
             data["verification"]["passed"] = self.verification.passed
+            data["verification"]["checker"] = str(self.verification.checker)
         if self.downstream is not None:
             data["downstream"]["passed"] = self.downstream.passed
         return json.dumps(data, indent=2, default=str)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -65,6 +66,23 @@ class OutputCheck:
         return text + (f" | {self.detail}" if self.detail else "")
 
 
+class Checked(Enum):
+    PASSED = "PASSED"
+    FAILED = "FAILED"                                    # the written model breaks a rule the original keeps
+    NOT_CLEAN = "not clean, as the original is not"      # the original fails the checker too
+    NOT_RUN = "not run"
+
+
+@dataclass
+class CheckerVerdict:
+    """onnx.checker (full) on the written model; str() is the report's line."""
+    status: Checked = Checked.NOT_RUN
+    why: str = ""
+
+    def __str__(self) -> str:
+        return self.status.value + (f": {self.why}" if self.why else "")
+
+
 @dataclass
 class Verification:
     rtol: float
@@ -72,7 +90,7 @@ class Verification:
     sets: int = 0
     outputs: List[OutputCheck] = field(default_factory=list)
     error: Optional[str] = None   # the run itself failed
-    checker: str = "not run"
+    checker: CheckerVerdict = field(default_factory=CheckerVerdict)
     quantized: bool = False       # a quantized model (is_quantized) ...
     integer: bool = False         # ... run with its integer kernels (_session_options), else simulated in float
     inputs: str = ""              # the inputs used (inputs.describe)
@@ -86,7 +104,7 @@ class Verification:
 
     @property
     def passed(self) -> bool:
-        return self.numerics_passed and not self.checker.startswith("FAILED")
+        return self.numerics_passed and self.checker.status is not Checked.FAILED
 
     def failure(self) -> str:
         """One line: what failed."""
@@ -94,7 +112,7 @@ class Verification:
             return self.error
         bad = [o for o in self.outputs if not o.passed]
         return "; ".join(f"output '{o.name}' max_abs={o.max_abs:.3g} norm_err={o.norm_err:.3g}"
-                         + (f" ({o.detail})" if o.detail else "") for o in bad) or self.checker
+                         + (f" ({o.detail})" if o.detail else "") for o in bad) or str(self.checker)
 
 
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger",
