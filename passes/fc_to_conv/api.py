@@ -33,7 +33,7 @@ from .shapes import infer, light_model
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
 from .sinks import HeldData
 from .validate import validate
-from .verify import TOLERANCES, Checked, CheckerVerdict, Reference, is_quantized, output_steps, run_checker
+from .verify import Checked, CheckerVerdict, Reference, is_quantized, output_steps, run_checker, tolerances
 
 
 @dataclass
@@ -58,11 +58,8 @@ class Options:
 
 
 def _tolerances(result: PassResult, options: Options, reference: Optional[Reference] = None) -> Tuple[float, float]:
-    low = any(c.dtype in ("float16", "bfloat16") for c in result.converted)
-    kind = "quantized" if reference is not None and reference.integer else "float16" if low else "float32"
-    rtol, atol = TOLERANCES[kind]
-    return (options.rtol if options.rtol is not None else rtol,
-            options.atol if options.atol is not None else atol)
+    return tolerances([c.dtype for c in result.converted], reference is not None and reference.integer,
+                      options.rtol, options.atol)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -23,7 +23,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -42,6 +42,16 @@ from .model_io import needs_external
 TOLERANCES = {"float32": (1e-5, 1e-6), "float16": (5e-3, 1e-4), "quantized": (5e-3, 1e-4)}
 # An output that a DequantizeLinear makes also passes within this many of its quantization steps.
 QUANTIZED_STEPS = 2
+
+
+def tolerances(dtypes: Iterable[str], integer: bool, rtol: Optional[float] = None,
+               atol: Optional[float] = None) -> Tuple[float, float]:
+    """(rtol, atol) for a run: the quantized row when the model runs its integer kernels, else fp16's when any
+    converted layer is fp16 or bf16 (`dtypes`), else fp32's; a value the user gave wins."""
+    low = any(d in ("float16", "bfloat16") for d in dtypes)
+    kind = "quantized" if integer else "float16" if low else "float32"
+    default_rtol, default_atol = TOLERANCES[kind]
+    return (rtol if rtol is not None else default_rtol, atol if atol is not None else default_atol)
 
 
 @dataclass
