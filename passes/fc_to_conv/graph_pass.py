@@ -9,7 +9,7 @@ integers becomes a QDQ node unit (qdq.py), and below IR version 4 the new initia
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Optional, Set, Union
 
 import onnx
@@ -151,7 +151,7 @@ class FcToConvPass:
             for layer in keep.layers(graph.node, [c.node for c in cands], consts):
                 kept.setdefault(layer, keep.reason)
         for cand in cands:
-            cand.key = f"{scope}#{position[id(cand.node)]}"
+            cand = replace(cand, key=f"{scope}#{position[id(cand.node)]}")
             verdict = self._verdict(cand, ctx, kept.get(id(cand.node)))
             if isinstance(verdict, Skip):
                 run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))

@@ -9,6 +9,7 @@ x @ W (or x @ W^T) and converts as one; anything else is refused with the reason
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Union
 
 import onnx
@@ -39,7 +40,7 @@ class EinsumRule:
         if isinstance(parsed, str):
             return Skip(cand, f"Einsum '{_equation(cand.node)}': {parsed}")
         trans_b = parsed
-        cand.x, cand.w, cand.trans_b = cand.node.input[1 - w_index], cand.node.input[w_index], trans_b
+        cand = replace(cand, x=cand.node.input[1 - w_index], w=cand.node.input[w_index], trans_b=trans_b)
         w = consts.peek(cand.w)
         why = fc.dtype_reason(onnx.helper.np_dtype_to_tensor_dtype(w.dtype), ctx.opset)
         if why:

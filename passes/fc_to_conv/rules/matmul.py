@@ -3,6 +3,7 @@ Add(MatMul(X, B), c), the MatMul read by that Add alone: one Conv with bias c wh
 changing the output's shape (otherwise the MatMul converts and the Add stays, with a note)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Union
 
 import onnx
@@ -55,8 +56,7 @@ class MatMulAddRule(MatMulRule):
         add = _fusable_add(node, index) if cand is not None else None
         if add is None:
             return None
-        cand.add, cand.c = add, add.input[1] if add.input[0] == node.output[0] else add.input[0]
-        return cand
+        return replace(cand, add=add, c=add.input[1] if add.input[0] == node.output[0] else add.input[0])
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         plan = super().check(cand, ctx)

@@ -15,8 +15,9 @@ from ..constants import Constants
 from ..shapes import Dim, TypeShape
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
+    """What a rule's match found; checks and rewrites make changed copies (dataclasses.replace), never edit it."""
     node: onnx.NodeProto
     op: str                      # the FC op as reported ("Gemm", "MatMul")
     x: str                       # the activation (Gemm's A)

@@ -12,6 +12,7 @@ MatMul is the Conv bias.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Union
 
 import numpy as np
@@ -49,7 +50,7 @@ def plan_weight_first(cand: Candidate, ctx: CheckContext) -> Optional[Union[Plan
     feature = x_dims[-2] if len(x_dims) > 1 else x_dims[0]
     if isinstance(feature, int) and feature != k:
         return Skip(cand, f"activation '{x_name}' has {feature} features but the weight expects {k}")
-    cand.x, cand.w, cand.trans_a, cand.trans_b = x_name, w_name, x_transposed, not w_transposed
+    cand = replace(cand, x=x_name, w=w_name, trans_a=x_transposed, trans_b=not w_transposed)
     alpha = cand.alpha if gemm else 1.0
     if len(x_dims) == 1:                         # a matrix-vector product: the usual FC layer
         return fc.plan(cand, ctx, w, None, [k], k, n, alpha)

@@ -9,6 +9,7 @@ per-channel Add after it is the Conv's bias.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import List, Optional, Union
 
 import onnx
@@ -29,8 +30,7 @@ def _match(cand: Optional[Candidate], node: onnx.NodeProto, index: GraphIndex) -
             or len(index.consumers.get(node.input[0], [])) != 1 or node.output[0] in index.graph_outputs \
             or before.domain not in ("", "ai.onnx") or after[0].domain not in ("", "ai.onnx"):
         return None
-    cand.around = [before, after[0]]
-    return cand
+    return replace(cand, around=[before, after[0]])
 
 
 def _unwrap(plan: Union[Plan, Skip], ctx: CheckContext) -> Union[Plan, Skip]:
@@ -45,18 +45,19 @@ def _unwrap(plan: Union[Plan, Skip], ctx: CheckContext) -> Union[Plan, Skip]:
             or list(y_dims) != list(x_dims[:-1]) + [plan.n]:
         return plan   # not provably the same layer on [..., K]: it converts on its own
     index = ctx.consts.index
-    cand.x = before.input[0]
+    plan.cand = replace(cand, x=before.input[0])
     plan.x_dims, plan.output_name = list(x_dims), after.output[0]
     plan.absorbed, plan.bypassed = [after], [before] + _shape_subgraph(after, index)
     if cand.op == "MatMul" and plan.bias is None and plan.bias_input is None:
         add = _fusable_add(after, index)
         if add is not None:   # tf2onnx's BiasAdd, after the Reshape
-            cand.add, cand.c = add, add.input[1] if add.input[0] == after.output[0] else add.input[0]
+            without = plan.cand
+            plan.cand = replace(without, add=add, c=add.input[1] if add.input[0] == after.output[0] else add.input[0])
             _fuse_bias(plan, ctx)
             if plan.fuse_add:
                 plan.output_name = add.output[0]
             else:
-                cand.add = cand.c = None
+                plan.cand = without
     return plan
 
 
