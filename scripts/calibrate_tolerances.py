@@ -1,10 +1,10 @@
 """Measure how far a correct FC -> Conv rewrite drifts from the original on onnxruntime CPU, and how far the
-typical wrong rewrites land, to choose verify.TOLERANCES (and, with --quantized, verify.QUANTIZED_STEPS).
+typical wrong rewrites land, to choose compare.TOLERANCES (and, with --quantized, compare.QUANTIZED_STEPS).
 
     python scripts/calibrate_tolerances.py [--quantized]
 
 For each dtype and size: a MatMul+Add layer [M, K] x [K, N] + b on standard-normal data, converted by the pass
-(spatial and batch layouts), compared with verify.compare_output. Then three deliberate bugs on the same layer:
+(spatial and batch layouts), compared with compare.compare_output. Then three deliberate bugs on the same layer:
 the bias dropped, alpha 0.5 ignored (weight scaled by 2), and the weight transposed wrongly (square layers only).
 Prints the worst norm_err of correct rewrites and the smallest norm_err of the bugs.
 
@@ -31,7 +31,8 @@ from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.inputs import make_feeds
 from passes.fc_to_conv.model_io import load
 from passes.fc_to_conv.shapes import infer
-from passes.fc_to_conv.verify import QUANTIZED_STEPS, TOLERANCES, compare_output, output_steps, session
+from passes.fc_to_conv.compare import QUANTIZED_STEPS, TOLERANCES, compare_output, output_steps
+from passes.fc_to_conv.verify import session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGER = True   # quantized models are verified with their integer kernels (verify._session_options)

@@ -25,7 +25,7 @@ MUTATIONS = {
         PKG + "rules/qlinear.py", "        qlinear.w_scale = _per_n(qlinear.w_scale, n, cand.alpha)",
         "        qlinear.w_scale = _per_n(qlinear.w_scale, n)", ["tests/test_quantized.py"]),
     "fp32 checked with the fp16 tolerance": (
-        PKG + "verify.py", '    low = any(d in ("float16", "bfloat16") for d in dtypes)',
+        PKG + "compare.py", '    low = any(d in ("float16", "bfloat16") for d in dtypes)',
         "    low = True", ["tests/test_verify.py"]),
     "MatMul note with its dtypes swapped": (
         PKG + "rules/matmul.py", "its operand is {c.dtype}, the weight {plan.np_dtype}",

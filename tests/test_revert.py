@@ -177,7 +177,8 @@ def test_the_revert_loop_stops_when_a_round_excludes_nothing_new():
     killed. It must end, with the failing verdict, after a round that finds nothing new."""
     from types import SimpleNamespace
     from passes.fc_to_conv.revert import Outcome, revert_bad_layers
-    from passes.fc_to_conv.verify import OutputCheck, Verification
+    from passes.fc_to_conv.compare import OutputCheck
+    from passes.fc_to_conv.verify import Verification
 
     calls = []
 

@@ -6,7 +6,7 @@ from onnx import helper
 
 from builders import assert_converted, init, make_model, matmul_add_model, rand, vi
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.verify import TOLERANCES, compare_output
+from passes.fc_to_conv.compare import TOLERANCES, compare_output
 
 RTOL, ATOL = TOLERANCES["float32"]
 
@@ -99,7 +99,7 @@ def test_a_sequence_of_maps_is_compared_within_the_tolerance():
     """A ZipMap's output (a list of {label: probability}) differs by 1.2e-7 in one value after a correct rewrite:
     it passes, as the same tensor would (it went through the exact comparison meant for integers and failed with
     'max_abs=0 norm_err=0 (1 of 1 values differ)')."""
-    from passes.fc_to_conv.verify import compare_value
+    from passes.fc_to_conv.compare import compare_value
     ref = [{0: np.float32(0.25), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
     got = [{0: np.float32(0.25 + 1.2e-7), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
     check = compare_value("output_probability", ref, got, RTOL, ATOL)
@@ -110,7 +110,7 @@ def test_a_sequence_of_maps_is_compared_within_the_tolerance():
 
 
 def test_a_sequence_whose_structure_differs_fails_with_both_structures():
-    from passes.fc_to_conv.verify import compare_value
+    from passes.fc_to_conv.compare import compare_value
     ref = [{0: np.float32(1), 1: np.float32(2)}]
     check = compare_value("out", ref, [{0: np.float32(1), 2: np.float32(2)}], RTOL, ATOL)
     assert not check.passed and check.detail == "structure [{0: [], 2: []}] instead of [{0: [], 1: []}]"

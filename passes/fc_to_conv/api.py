@@ -33,7 +33,8 @@ from .shapes import infer, light_model
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
 from .sinks import HeldData
 from .validate import validate
-from .verify import Checked, CheckerVerdict, Reference, is_quantized, output_steps, run_checker, tolerances
+from .compare import output_steps, tolerances
+from .verify import Checked, CheckerVerdict, Reference, is_quantized, run_checker
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Options:
     inputs: Optional[Dict[str, np.ndarray]] = None                      # the user's own input arrays
     input_sets: int = 3
     seed: int = 0
-    rtol: Optional[float] = None        # None: per-dtype default from verify.TOLERANCES
+    rtol: Optional[float] = None        # None: per-dtype default from compare.TOLERANCES
     atol: Optional[float] = None
     strict: bool = False                # a reverted layer fails the run instead of staying unconverted
     check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too

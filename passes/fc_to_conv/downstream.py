@@ -18,7 +18,8 @@ import numpy as np
 import onnx
 
 from .errors import BadInput
-from .verify import OutputCheck, Reference, compare_output, first_line, to_file
+from .compare import OutputCheck, compare_output
+from .verify import Reference, first_line, to_file
 
 CHECKERS = ("openvino",)
 
