@@ -93,45 +93,52 @@ class Report:
             ratio = f" = {self.peak_rss_bytes / self.model_bytes:.2f}x the model's {size:.0f} MB" if size >= 100 \
                 else f" (model {size:.1f} MB)"
             lines.append(f"memory: peak {peak:.0f} MB{ratio}")
-        v = self.verification
-        if v is None:
-            lines.append("verification: skipped (--no-verify); the model was NOT checked against the original")
-        else:
-            mode = "optimizations extended (a quantized model: its integer kernels)" if v.integer else \
-                "optimizations off" + (" (a quantized model, simulated in float)" if v.quantized else "")
-            if v.inputs:
-                lines.append(f"inputs: {'the first ones generated did not run the original; used ' if v.fallback else ''}"
-                             f"{v.inputs}")
-            lines.append(f"verification: onnxruntime CPU, {mode}, {v.sets} input set(s), "
-                         f"rtol={v.rtol:g} (on max_abs / max|ref|) atol={v.atol:g}")
-            if v.error:
-                lines.append(f"  FAILED | {v.error}")
-            lines.extend("  " + o.line() for o in v.outputs)
-            if v.layers_alone:
-                bad = {k: why for k, why in v.layers_alone.items() if why}
-                lines.append(f"  each converted layer on its own (random activations of its input shape): "
-                             f"{len(v.layers_alone) - len(bad)} of {len(v.layers_alone)} PASSED")
-                for k, why in bad.items():
-                    status, text = ("NOT CHECKED", why[len(NOT_CHECKED):]) if why.startswith(NOT_CHECKED) \
-                        else ("FAILED", why)
-                    lines.append(f"    {status} | layer '{k}': {text}")
-            elif v.layers_alone is None:
-                lines.append("  each converted layer on its own: not run (over 1 GB of weights: the whole model "
-                             "only)")
-            lines.append(f"  onnx.checker (full): {v.checker}")
-            failed = [o.name for o in v.outputs if not o.passed]
-            if failed:
-                lines.append(f"  FAILED | Mismatched outputs: {failed}")
-            if not v.passed:
-                lines.append("  FAILED: the model was not written")
-            elif self.strict and self.reverted:
-                lines.append("  FAILED (--strict): layers were reverted; the model was not written")
-            else:
-                lines.append("  PASSED")
+        lines.extend(self._verification_lines())
         if self.downstream is not None:
             lines.extend(self.downstream.lines())
         return "\n".join(lines)
 
+
+    def _verification_lines(self) -> List[str]:
+        v = self.verification
+        if v is None:
+            return ["verification: skipped (--no-verify); the model was NOT checked against the original"]
+        mode = "optimizations extended (a quantized model: its integer kernels)" if v.integer else \
+            "optimizations off" + (" (a quantized model, simulated in float)" if v.quantized else "")
+        lines = [f"inputs: {'the first ones generated did not run the original; used ' if v.fallback else ''}"
+                 f"{v.inputs}"] if v.inputs else []
+        lines.append(f"verification: onnxruntime CPU, {mode}, {v.sets} input set(s), "
+                     f"rtol={v.rtol:g} (on max_abs / max|ref|) atol={v.atol:g}")
+        if v.error:
+            lines.append(f"  FAILED | {v.error}")
+        lines.extend("  " + o.line() for o in v.outputs)
+        lines.extend(_layers_alone_lines(v.layers_alone))
+        lines.append(f"  onnx.checker (full): {v.checker}")
+        failed = [o.name for o in v.outputs if not o.passed]
+        if failed:
+            lines.append(f"  FAILED | Mismatched outputs: {failed}")
+        if not v.passed:
+            lines.append("  FAILED: the model was not written")
+        elif self.strict and self.reverted:
+            lines.append("  FAILED (--strict): layers were reverted; the model was not written")
+        else:
+            lines.append("  PASSED")
+        return lines
+
+
+def _layers_alone_lines(alone: Optional[Dict[str, str]]) -> List[str]:
+    """The check of each converted layer on its own: a count, then each layer that failed or was not checked."""
+    if alone is None:
+        return ["  each converted layer on its own: not run (over 1 GB of weights: the whole model only)"]
+    if not alone:
+        return []
+    bad = {k: why for k, why in alone.items() if why}
+    lines = [f"  each converted layer on its own (random activations of its input shape): "
+             f"{len(alone) - len(bad)} of {len(alone)} PASSED"]
+    for k, why in bad.items():
+        status, text = ("NOT CHECKED", why[len(NOT_CHECKED):]) if why.startswith(NOT_CHECKED) else ("FAILED", why)
+        lines.append(f"    {status} | layer '{k}': {text}")
+    return lines
 
 def _dims(dims: list) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
