@@ -6,7 +6,8 @@
 """
 from .api import Options, convert, convert_file
 from .errors import BadInput
-from .graph_pass import FcToConvPass, PassResult
+from .graph_pass import FcToConvPass
+from .result import PassResult
 from .report import Report
 
 __all__ = ["Options", "convert", "convert_file", "BadInput", "FcToConvPass", "PassResult", "Report"]

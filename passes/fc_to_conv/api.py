@@ -25,7 +25,8 @@ from . import model_io
 from .errors import BadInput
 from . import canonical, downstream
 from .external import DataSink, stream_model
-from .graph_pass import FcToConvPass, PassResult
+from .graph_pass import FcToConvPass
+from .result import PassResult
 from .rules import rules
 from .progress import Progress
 from .report import Report, op_counts

@@ -13,7 +13,7 @@ import onnx
 
 from .downstream import Downstream
 from .graph_index import subgraphs
-from .graph_pass import Skipped
+from .result import Skipped
 from .revert import NOT_CHECKED
 from .rewrite import Converted
 from .verify import Verification

@@ -1,0 +1,98 @@
+"""One run of the pass over one model (Run), and the steps that follow the rewrite of its FC layers, each a
+function of the run and the target, in this order (AFTER_REWRITE):
+
+    collapse_chains        merge the ways in and out with the model's own Reshapes and Transposes (simplify.py);
+                           for a target that keeps the attention's chains, not those at its products
+    qdq_form               in a quantized model, QuantizeLinear next to the Conv and each layout op on integers a
+                           QDQ node unit (qdq.py)
+    list_new_initializers  below IR version 4 every initializer is also a graph input: list the new ones
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, Optional, Set
+
+import onnx
+
+from .attention import product_tensors
+from .cleanup import drop_identities, prune
+from .constants import Constants
+from .emit import Emitter
+from .graph_index import GraphIndex, Names, subgraphs
+from .progress import Progress
+from .qdq import layout_units, quantize_before_layout
+from .result import PassResult
+from .shapes import TypeShape, infer
+from .simplify import find_chains, simplify
+from .targets import Target
+
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """A graph and every graph inside it, outermost first."""
+    yield graph
+    for node in graph.node:
+        for g in subgraphs(node):
+            yield from graphs(g)
+
+
+@dataclass
+class Run:
+    """One run of the pass over one model."""
+    model: onnx.ModelProto
+    opset: int
+    names: Names
+    shapes: Dict[str, TypeShape]
+    emitter: Emitter
+    exclude: Dict[str, str]
+    isolate: bool
+    base_dir: Optional[str]
+    progress: Progress
+    result: PassResult = field(default_factory=PassResult)
+
+    @property
+    def ir(self) -> int:
+        return self.model.ir_version
+
+    def constants(self, graph: onnx.GraphProto, outer: Optional[Constants] = None) -> Constants:
+        return Constants(GraphIndex(graph), self.ir, self.opset, outer, self.base_dir, self.emitter.sink)
+
+
+def collapse_chains(run: Run, target: Target) -> None:
+    """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs first:
+    rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph is edited only after
+    everything within it is done."""
+    em, graph = run.emitter, run.model.graph
+    chains = [(g, find_chains(g, em.added)) for g in graphs(graph)] if em.added else []
+    if not target.collapse_head_split:  # leave the chains into and out of an attention's products
+        chains = [(g, [c for c in found if not {c[0].input[0], c[-1].output[0]} & attention])
+                  for g, found in chains for attention in [product_tensors(g.node, run.constants(g))]]
+    if not any(c for _, c in chains):
+        return
+    shapes = infer(run.model)
+    freed: Set[str] = set()
+    for g, found in reversed(chains):
+        local = simplify(g, found, shapes, em) if found else set()
+        em.begin()
+        drop_identities(g, em.added)
+        prune(g, local, run.ir)
+        freed |= local
+    prune(graph, freed | set(em.initializers), run.ir)
+
+
+def qdq_form(run: Run, target: Target) -> None:
+    em, graph = run.emitter, run.model.graph
+    if em.added and any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
+        for g in graphs(graph):
+            consts = run.constants(g)   # reads scales and zero points, which neither step changes
+            quantize_before_layout(g, em.added, consts)
+            layout_units(g, em.added, consts, run.names)
+
+
+def list_new_initializers(run: Run, target: Target) -> None:
+    if run.model.ir_version < 4:
+        new = set(run.emitter.initializers)
+        run.model.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                                     for t in run.model.graph.initializer if t.name in new)
+
+
+AFTER_REWRITE = (collapse_chains, qdq_form, list_new_initializers)
