@@ -9,9 +9,7 @@ The CLI (__main__.py) maps each flag to one field of Options.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from .external import DataSink, stream_model
 from .graph_pass import FcToConvPass
 from .result import PassResult
 from .rules import rules
+from .memory import peak_rss
 from .progress import Progress
 from .report import Report, op_counts
 from .shapes import infer, light_model
@@ -235,18 +234,3 @@ def convert_file(input_path: str, output_path: str, options: Optional[Options] =
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes. On Linux, VmHWM from /proc/self/status: it starts anew when a
-    process starts a program, where getrusage's ru_maxrss carries the parent's peak over (a CLI started from an
-    800 MB Python process reported 788 MB for a 90 MB run). Elsewhere ru_maxrss (macOS bytes, others kilobytes)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024

@@ -15,7 +15,7 @@ from .downstream import Downstream
 from .graph_index import subgraphs
 from .result import Skipped
 from .revert import NOT_CHECKED
-from .rewrite import Converted
+from .result import Converted
 from .verify import Verification
 
 

@@ -3,11 +3,26 @@ request, each converted layer cut out on its own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import onnx
 
-from .rewrite import Converted
+
+@dataclass
+class Converted:
+    name: str
+    op: str
+    input_shape: list
+    weight_shape: list
+    conv: str
+    conv_weight_shape: list
+    layout: str
+    dtype: str
+    kernel: str = "1x1"
+    fused_add: Optional[str] = None
+    conv_op: str = "Conv"
+    notes: List[str] = field(default_factory=list)
+    key: str = ""
 
 
 @dataclass

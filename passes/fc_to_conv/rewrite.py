@@ -14,7 +14,6 @@ nothing reads them any more.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
 import numpy as np
@@ -24,27 +23,12 @@ from .progress import Progress
 from .rules import Plan
 from .constants import Constants
 from .emit import Emitter
+from .conv_inputs import ConvInputs
+from .result import Converted
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
 from .layout import family_for, image_constant
 from .qdq import per_tensor
 from .region import Region, input_family
-
-
-@dataclass
-class Converted:
-    name: str
-    op: str
-    input_shape: list
-    weight_shape: list
-    conv: str
-    conv_weight_shape: list
-    layout: str
-    dtype: str
-    kernel: str = "1x1"
-    fused_add: Optional[str] = None
-    conv_op: str = "Conv"
-    notes: List[str] = field(default_factory=list)
-    key: str = ""
 
 
 class _Writer:
@@ -52,9 +36,9 @@ class _Writer:
         self.em, self.consts, self.region, self.layout = em, consts, region, layout
         self.image: Dict[str, str] = {}      # original tensor -> its image tensor
         self.entries: Dict[str, str] = {}    # activation -> image made by the layout's way in
-        self.weights: Dict[tuple, str] = {}
+        self.convs = ConvInputs(em)
+        self.images = _Images(em, consts, region, self.image)
         self.hoisted: List[onnx.NodeProto] = []   # DequantizeLinear nodes now applied after the way in
-        self.relaid: Set[str] = set()             # constants of moved ops, now read in their image form
 
     def layer(self, plan: Plan) -> str:
         em, cand = self.em, plan.cand
@@ -69,7 +53,7 @@ class _Writer:
             x_image = self._way_in(plan, hint)
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node(plan.op, self._conv_inputs(plan, x_image), [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node(plan.op, self.convs.inputs(plan, x_image), [conv_out], name=conv_name,
                                               kernel_shape=list(plan.kernel)))
         if plan.post_add is None:
             self.image[plan.output] = conv_out
@@ -88,45 +72,6 @@ class _Writer:
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
 
-    def _weight(self, plan: Plan) -> str:
-        """The Conv weight, made once per distinct transform (weight_key); a quantized one stays quantized:
-        DequantizeLinear(Q re-laid, scale, zero point)."""
-        em, cand, quant = self.em, plan.cand, plan.quant
-        if plan.weight_key in self.weights:
-            return self.weights[plan.weight_key]
-        if quant is not None:
-            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
-            if quant.zero_point is not None:
-                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
-            name = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
-        else:
-            name = em.constant(cand.w + "_conv", plan.fold_weight())
-        self.weights[plan.weight_key] = name
-        return name
-
-    def _conv_inputs(self, plan: Plan, x_image: str) -> List[str]:
-        """The inputs of the op the plan names: Conv(x, w[, B]); QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp,
-        y_scale, y_zp[, B]); ConvInteger(x, w[, x_zp, w_zp])."""
-        em, cand = self.em, plan.cand
-        inputs = [x_image, self._weight(plan)]
-        if plan.qlinear is not None:
-            q = plan.qlinear
-            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
-                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
-        if plan.zero_points is not None:
-            z = plan.zero_points
-            if z.w_zero_point is not None:
-                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
-            elif z.x_zero_point:
-                inputs.append(z.x_zero_point)
-        if plan.bias is not None:
-            if plan.bias_key not in self.weights:
-                self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
-            inputs.append(self.weights[plan.bias_key])
-        elif plan.bias_input is not None:
-            inputs.append(plan.bias_input)
-        return inputs
-
     def _grouped(self, plan: Plan, hint: str) -> str:
         """A grouped layer, laid out and back on its own (rules/grouped.py)."""
         em, g, k, n = self.em, plan.group, plan.k, plan.n
@@ -135,7 +80,7 @@ class _Writer:
         x = em.transpose(plan.cand.x, perm, hint + "_kt")
         x = em.reshape(x, [0, g * k, 1, -1] if batched else [1, g * k, 1, -1], hint + "_image")
         conv_name, conv_out = em.names.fresh(hint + "_conv"), em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node("Conv", [x, self._weight(plan)], [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node("Conv", [x, self.convs.weight(plan)], [conv_out], name=conv_name,
                                               kernel_shape=[1, 1], group=g))
         y = em.reshape(conv_out, [0, g, n, -1] if batched else [g, n, -1], hint + "_groups")
         em.transpose(y, perm, hint + "_rows", plan.output)
@@ -149,17 +94,6 @@ class _Writer:
             x = self.em.again(node, x, node.output[0] + "_map")
         return x
 
-    def _quantized_weight(self, plan: Plan) -> str:
-        """The re-laid integer weight; TensorRT style, QuantizeLinear of the re-laid float weight."""
-        quant, em = plan.quant, self.em
-        if quant.float_source is None:
-            return em.constant(quant.q + "_conv", plan.fold_weight())
-        inputs = [em.constant(quant.float_source + "_conv", plan.fold_weight()),
-                  em.constant(quant.q + "_q_scale", quant.q_scale)]
-        if quant.q_zero_point is not None:
-            inputs.append(em.constant(quant.q + "_q_zero_point", quant.q_zero_point))
-        return em.node("QuantizeLinear", inputs, quant.q + "_conv", axis=quant.axis)
-
     def _way_in(self, plan: Plan, hint: str) -> str:
         """The image of a layer's activation, made once per activation (layers reading it share it). An activation
         that a per-tensor DequantizeLinear makes is laid out as integers and dequantized after, so that the
@@ -169,7 +103,7 @@ class _Writer:
         if cand.x in self.entries and not cand.trans_a:
             return self.entries[cand.x]
         family = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
-        dq = self._per_tensor_dequantize(cand.x)
+        dq = per_tensor_dequantize(cand.x, self.consts)
         if dq is None:
             image = family.enter(em, cand.x, plan.k, hint)
         else:
@@ -179,21 +113,13 @@ class _Writer:
             self.entries[cand.x] = image
         return image
 
-    def _per_tensor_dequantize(self, name: str) -> Optional[onnx.NodeProto]:
-        node = self.consts.index.producer.get(name)
-        if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
-            return None
-        return node if per_tensor(node, self.consts) else None
 
-    def _image_constant(self, name: str, relaid: np.ndarray, channels: int, channels_first: bool) -> str:
-        """A per-channel constant operand re-laid as [1, C, 1, 1]; one that a per-tensor DequantizeLinear makes of
-        integers stays quantized: its integers are re-laid and dequantized again (a QDQ Add stays a QDQ Add)."""
-        dq = self._per_tensor_dequantize(name)
-        q = self.consts.value(dq.input[0]) if dq is not None else None
-        if q is None:
-            return self.em.constant(name + "_image", relaid)
-        q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels, channels_first))
-        return self.em.again(dq, q_image, name + "_image")
+class _Images:
+    """The images of the element-wise ops moved between layers (region.py), and the exits from the layout."""
+
+    def __init__(self, em: Emitter, consts: Constants, region: Region, image: Dict[str, str]):
+        self.em, self.consts, self.region, self.image = em, consts, region, image
+        self.relaid: Set[str] = set()             # constants of moved ops, now read in their image form
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
@@ -232,6 +158,23 @@ class _Writer:
             if t in self.region.exits:
                 image = self.region.image_of[t]
                 image.family.leave(self.em, self.image[t], image.channels, t, t)
+    def _image_constant(self, name: str, relaid: np.ndarray, channels: int, channels_first: bool) -> str:
+        """A per-channel constant operand re-laid as [1, C, 1, 1]; one that a per-tensor DequantizeLinear makes of
+        integers stays quantized: its integers are re-laid and dequantized again (a QDQ Add stays a QDQ Add)."""
+        dq = per_tensor_dequantize(name, self.consts)
+        q = self.consts.value(dq.input[0]) if dq is not None else None
+        if q is None:
+            return self.em.constant(name + "_image", relaid)
+        q_image = self.em.constant(dq.input[0] + "_image", image_constant(q, channels, channels_first))
+        return self.em.again(dq, q_image, name + "_image")
+
+
+def per_tensor_dequantize(name: str, consts: Constants) -> Optional[onnx.NodeProto]:
+    """The per-tensor DequantizeLinear that makes `name`, if one does."""
+    node = consts.index.producer.get(name)
+    if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
+        return None
+    return node if per_tensor(node, consts) else None
 
 
 def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Emitter, layout: str,
@@ -252,17 +195,17 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         em.begin()
         if plan is not None:
             conv = writer.layer(plan)
-            writer.exits([plan.output])
+            writer.images.exits([plan.output])
             done.append(_converted(plan, conv, layout))
             progress.update("rewriting layers", len(done), len(plans))
         elif id(node) in region.moved:
-            writer.moved(node)
-            writer.exits(list(node.output))
+            writer.images.moved(node)
+            writer.images.exits(list(node.output))
         else:
             new_nodes.append(node)
             continue
         new_nodes.extend(em.nodes)
-    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.relaid
+    sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.images.relaid
     sources |= {i for p in plans for n in p.absorbed for i in n.input[1:] if i}   # a wrapped Gemm's Reshape shape
     removable = {id(n) for n in consts.source_nodes(sources)}
     removable |= {id(n) for p in plans if p.head is not None for n in [p.head.flatten] + p.head.through}

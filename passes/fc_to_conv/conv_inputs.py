@@ -1,0 +1,64 @@
+"""The inputs of a converted layer's Conv-like node: its folded weight (made once per distinct transform, a
+quantized one kept quantized), its bias, and a QOperator or integer layer's scales and zero points."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from .emit import Emitter
+from .rules import Plan
+
+
+class ConvInputs:
+    def __init__(self, em: Emitter):
+        self.em = em
+        self.weights: Dict[tuple, str] = {}   # weight_key / bias_key -> the constant made for it
+
+    def weight(self, plan: Plan) -> str:
+        """The Conv weight, made once per distinct transform (weight_key); a quantized one stays quantized:
+        DequantizeLinear(Q re-laid, scale, zero point)."""
+        em, cand, quant = self.em, plan.cand, plan.quant
+        if plan.weight_key in self.weights:
+            return self.weights[plan.weight_key]
+        if quant is not None:
+            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
+            if quant.zero_point is not None:
+                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
+            name = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
+        else:
+            name = em.constant(cand.w + "_conv", plan.fold_weight())
+        self.weights[plan.weight_key] = name
+        return name
+
+    def inputs(self, plan: Plan, x_image: str) -> List[str]:
+        """The inputs of the op the plan names: Conv(x, w[, B]); QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp,
+        y_scale, y_zp[, B]); ConvInteger(x, w[, x_zp, w_zp])."""
+        em, cand = self.em, plan.cand
+        inputs = [x_image, self.weight(plan)]
+        if plan.qlinear is not None:
+            q = plan.qlinear
+            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
+                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
+        if plan.zero_points is not None:
+            z = plan.zero_points
+            if z.w_zero_point is not None:
+                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
+            elif z.x_zero_point:
+                inputs.append(z.x_zero_point)
+        if plan.bias is not None:
+            if plan.bias_key not in self.weights:
+                self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)
+            inputs.append(self.weights[plan.bias_key])
+        elif plan.bias_input is not None:
+            inputs.append(plan.bias_input)
+        return inputs
+
+    def _quantized_weight(self, plan: Plan) -> str:
+        """The re-laid integer weight; TensorRT style, QuantizeLinear of the re-laid float weight."""
+        quant, em = plan.quant, self.em
+        if quant.float_source is None:
+            return em.constant(quant.q + "_conv", plan.fold_weight())
+        inputs = [em.constant(quant.float_source + "_conv", plan.fold_weight()),
+                  em.constant(quant.q + "_q_scale", quant.q_scale)]
+        if quant.q_zero_point is not None:
+            inputs.append(em.constant(quant.q + "_q_zero_point", quant.q_zero_point))
+        return em.node("QuantizeLinear", inputs, quant.q + "_conv", axis=quant.axis)
