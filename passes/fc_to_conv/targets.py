@@ -42,8 +42,23 @@ from .rules import Plan
 from .unfused import feeding
 
 
+class _ByStructure:
+    """A keep that finds its layers in the graph before any check; it judges no plan."""
+
+    def plan(self, plan: Plan) -> bool:
+        return False
+
+
+class _OnPlan:
+    """A keep that judges the plan a rule made; it finds nothing in the graph beforehand."""
+
+    def layers(self, nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodeProto],
+               consts: Constants) -> Set[int]:
+        return set()
+
+
 @dataclass(frozen=True)
-class KeepProjections:
+class KeepProjections(_ByStructure):
     """An attention's Q, K, V and output layers (attention.py), found by the graph's structure."""
     reason: str
 
@@ -51,12 +66,9 @@ class KeepProjections:
                consts: Constants) -> Set[int]:
         return projections(nodes, fc_nodes, consts)
 
-    def plan(self, plan: Plan) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
-class KeepFeeding:
+class KeepFeeding(_ByStructure):
     """A layer whose output reaches one of `ops` through element-wise ops (unfused.py)."""
     ops: FrozenSet[str]
     reason: str
@@ -65,29 +77,20 @@ class KeepFeeding:
                consts: Constants) -> Set[int]:
         return feeding(fc_nodes, consts.index, self.ops)
 
-    def plan(self, plan: Plan) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
-class KeepGrouped:
+class KeepGrouped(_OnPlan):
     """A grouped layer (a 3-D weight: the Conv's group > 1), once its rule accepted it."""
     reason: str
-
-    def layers(self, nodes, fc_nodes, consts) -> Set[int]:
-        return set()
 
     def plan(self, plan: Plan) -> bool:
         return plan.group > 1
 
 
 @dataclass(frozen=True)
-class KeepAll:
+class KeepAll(_OnPlan):
     """Every layer its rule accepted."""
     reason: str
-
-    def layers(self, nodes, fc_nodes, consts) -> Set[int]:
-        return set()
 
     def plan(self, plan: Plan) -> bool:
         return True
