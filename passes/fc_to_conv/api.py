@@ -152,7 +152,7 @@ def _verify(job, first: Outcome, original, reference: Reference, options: Option
             alone = {key: check_layer(layer, convert_layer, rtol, atol, options.seed) for key, layer in layers.items()}
         if not verdict.numerics_passed or any(map(wrong_alone, alone.values())):
             outcome, verdict = revert_bad_layers(job.attempt, layers if layers is not None else job.isolated(),
-                                                 convert_layer, reference, rtol, atol, options.seed)
+                                                 convert_layer, reference, rtol, atol, options.seed, alone)
     name_of = {c.key: c.name for c in first.result.converted}
     skipped = reference.error is None and first.result.converted and layers is None
     verdict.layers_alone = None if skipped else {name_of.get(k, k): why for k, why in alone.items()}

@@ -75,11 +75,13 @@ def _bisect(keys: List[str], fails: Callable[[List[str]], str]) -> Dict[str, str
 
 def revert_bad_layers(attempt: Attempt, layers: Dict[str, onnx.ModelProto],
                       convert_layer: Callable[[onnx.ModelProto], onnx.ModelProto], reference: Reference,
-                      rtol: float, atol: float, seed: int) -> Tuple[Outcome, Verification]:
-    """`layers`: each converted layer cut out on its own (FcToConvPass.run(..., isolate=True).layers)."""
+                      rtol: float, atol: float, seed: int,
+                      alone: Optional[Dict[str, str]] = None) -> Tuple[Outcome, Verification]:
+    """`layers`: each converted layer cut out on its own (FcToConvPass.run(..., isolate=True).layers); `alone`:
+    check_layer's verdicts on them where the caller has them already."""
     exclude: Dict[str, str] = {}
     for key, layer in layers.items():
-        why = check_layer(layer, convert_layer, rtol, atol, seed)
+        why = alone[key] if alone and key in alone else check_layer(layer, convert_layer, rtol, atol, seed)
         if wrong_alone(why):
             exclude[key] = f"wrong on its own: {why}"
     while True:
