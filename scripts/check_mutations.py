@@ -59,7 +59,7 @@ MUTATIONS = {
     "integer Div not truncated": (
         PKG + "constants.py", "        out = np.trunc(out)\n", "        out = np.floor(out)\n", ["tests/test_constants.py"]),
     "kernel_shape dropped": (
-        PKG + "rewrite.py", "                                              kernel_shape=list(plan.kernel)))",
+        PKG + "rewrite.py", "                                              kernel_shape=list(plan.layer.kernel)))",
         "                                              ))", ["tests/test_heads.py", "tests/test_rewrite.py"]),
     "quantized bias folded to float": (
         PKG + "rules/quantized.py", '    QDQ compiler sees the bias of a quantized Conv."""\n',

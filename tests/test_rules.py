@@ -7,7 +7,7 @@ from onnx import helper
 from builders import init, make_model, rand, vi
 from passes.fc_to_conv.constants import Constants
 from passes.fc_to_conv.graph_index import GraphIndex
-from passes.fc_to_conv.rules import RULES, CheckContext, Plan, find_candidates
+from passes.fc_to_conv.rules import RULES, CheckContext, Head, Plan, find_candidates
 from passes.fc_to_conv.rules.gemm import GemmRule
 from passes.fc_to_conv.rules.matmul import MatMulAddRule, MatMulRule
 from passes.fc_to_conv.shapes import infer
@@ -50,7 +50,7 @@ def test_gemm_plan_folds_alpha_transb_and_beta():
     cand = GemmRule().match(m.graph.node[0], GraphIndex(m.graph))
     plan = cand.rule.check(cand, _context(m))
     assert isinstance(plan, Plan) and plan.op == "Conv" and (plan.k, plan.n) == (6, 4)
-    assert plan.x_dims == ["n", 6] and plan.kernel == (1, 1) and plan.weight_shape == [4, 6, 1, 1]
+    assert plan.x_dims == ["n", 6] and plan.layer.kernel == (1, 1) and plan.weight_shape == [4, 6, 1, 1]
     a = rand((4, 6), seed=1).astype(np.float64)
     np.testing.assert_allclose(plan.fold_weight()[:, :, 0, 0], 0.5 * a, rtol=1e-7)
     np.testing.assert_allclose(plan.bias, 2.0 * rand(4, seed=2).astype(np.float64), rtol=1e-7)
@@ -73,9 +73,9 @@ def test_head_plan_in_each_mode(mode, kernel):
     m = make_model(nodes, [vi("X", ["n", 4, 2, 3])], [vi("Y", ["n", 5])], [init("W", rand((5, 24)))])
     cand = GemmRule().match(m.graph.node[1], GraphIndex(m.graph))
     plan = cand.rule.check(cand, _context(m, mode))
-    assert plan.kernel == kernel and (plan.head is not None) == (mode == "full")
+    assert plan.layer.kernel == kernel and isinstance(plan.layer, Head) == (mode == "full")
     if mode == "full":
-        assert plan.weight_shape == [5, 4, 2, 3] and plan.head.map == "X"
+        assert plan.weight_shape == [5, 4, 2, 3] and plan.layer.map == "X"
         assert np.array_equal(plan.fold_weight(), rand((5, 24)).reshape(5, 4, 2, 3))
 
 

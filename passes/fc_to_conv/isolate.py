@@ -47,7 +47,7 @@ def _own_shapes(nodes: List[onnx.NodeProto], plan: Plan, x: str, consts: Constan
     other nodes, say) computes it from the layer's own input, as the rule proved it to be: a flatten or a wrapped
     layer's Reshape before to [-1, K], a wrapped layer's Reshape after to x's leading dims and N. As graph inputs
     those shapes would take random values and the layer would not run on its own."""
-    before = {id(n) for n in plan.bypassed} | ({id(plan.head.flatten)} if plan.head else set())
+    before = {id(n) for n in plan.bypassed} | {id(n) for n in plan.layer.before(plan) if n.op_type in ("Flatten", "Reshape")}
     after = {id(n) for n in plan.absorbed}
     out: List[onnx.NodeProto] = []
     for node in nodes:
@@ -77,14 +77,14 @@ def layer_model(plan: Plan, consts: Constants, shapes: Dict[str, TypeShape], ops
                 ir_version: int) -> Optional[onnx.ModelProto]:
     cand = plan.cand
     quantize = consts.index.producer.get(plan.quant.q) if plan.quant and plan.quant.float_source else None
-    nodes = _in_order(([plan.head.flatten] + plan.head.through if plan.head else []) + ([quantize] if quantize else [])
+    nodes = _in_order(plan.layer.before(plan) + ([quantize] if quantize else [])
                       + ([plan.quant.node] if plan.quant else []) + plan.bypassed + [cand.node] + plan.absorbed
                       + ([cand.add] if plan.fuse_add else []))
-    x = plan.head.map if plan.head else cand.x
+    x = plan.layer.input(plan)
     nodes = _own_shapes(nodes, plan, x, consts, opset)
     produced = {o for n in nodes for o in n.output}
     x_info = _value_info(x, shapes, plan.dtype)
-    if not plan.head:   # the dims the check established (K at least) where inference left a symbol or nothing
+    if x == cand.x:   # the dims the check established (K at least) where inference left a symbol or nothing
         elem, dims = shapes.get(x, (plan.dtype, None))
         dims = [p if isinstance(p, int) else d for d, p in zip(dims, plan.x_dims)] \
             if dims is not None and len(dims) == len(plan.x_dims) else list(plan.x_dims)

@@ -33,6 +33,7 @@ dynamic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import List, Tuple
 
 import numpy as np
@@ -40,12 +41,21 @@ import numpy as np
 from .emit import Emitter
 from .shapes import Dim
 
-LAYOUTS = ("spatial", "batch")
+
+class Kind(str, Enum):
+    """How a family lays its rows out. SPATIAL and BATCH are the layouts a user picks (--layout); CHANNELS_FIRST is
+    the family of W @ x layers, whose channels are in place already. (A str: a kind equals, and hashes as, its value.)"""
+    SPATIAL = "spatial"
+    BATCH = "batch"
+    CHANNELS_FIRST = "channels_first"
+
+
+LAYOUTS = (Kind.SPATIAL.value, Kind.BATCH.value)
 
 
 @dataclass(frozen=True)
 class Family:
-    kind: str                 # "spatial" or "batch"
+    kind: Kind
     lead: Tuple[Dim, ...]     # the original dims before the channel dim
     transposed: bool = False  # the entering tensor is [K, M] (Gemm transA)
     source: str = ""          # an original-shaped tensor with these leading dims (for a dynamic way back)
@@ -55,18 +65,22 @@ class Family:
         """Images of families with equal keys have equal shapes but for channels: they may meet in one op."""
         return (self.kind, self.lead)
 
+    @property
+    def channels_first(self) -> bool:
+        return self.kind is Kind.CHANNELS_FIRST
+
     def _single_row(self) -> bool:
         return len(self.lead) == 1 and self.lead[0] == 1
 
     def enter(self, em: Emitter, x: str, k: int, hint: str) -> str:
         rank = len(self.lead) + 1
-        if self.kind == "channels_first":   # [K, M] or [B, K, T]: the channels are in place already
+        if self.channels_first:   # [K, M] or [B, K, T]: the channels are in place already
             if self.transposed:
                 x = em.transpose(x, [1, 0], hint + "_cols")
             return em.reshape(x, [1, k, 1, -1] if rank == 2 else [0, 0, 1, -1], hint + "_image")
         if rank == 1 or self._single_row():
             return em.reshape(x, [1, k, 1, 1], hint + "_image")
-        if self.kind == "batch":
+        if self.kind is Kind.BATCH:
             if self.transposed:
                 x = em.transpose(x, [1, 0], hint + "_a")
             return em.reshape(x, [-1, k, 1, 1], hint + "_image")
@@ -78,13 +92,13 @@ class Family:
 
     def leave(self, em: Emitter, y: str, n: int, out: str, hint: str) -> None:
         rank = len(self.lead) + 1
-        if self.kind == "channels_first":
+        if self.channels_first:
             em.reshape(y, [n, -1] if rank == 2 else [0, 0, -1], hint + "_rows", out)
         elif rank == 1:
             em.reshape(y, [n], hint + "_rows", out)
         elif self._single_row():
             em.reshape(y, [1, n], hint + "_rows", out)
-        elif self.kind == "batch":
+        elif self.kind is Kind.BATCH:
             if sum(not isinstance(d, int) for d in self.lead) <= 1:
                 em.reshape(y, [d if isinstance(d, int) else -1 for d in self.lead] + [n], hint + "_rows", out)
             else:
@@ -103,8 +117,8 @@ def family_for(layout: str, x: str, dims: List[Dim], transposed: bool = False,
     """The family of an FC layer's activation with `dims` (channels last; with `channels_first`, the weight is on
     the left, W @ x, and the channels are the second-to-last dim: [K, M] or [B, K, T])."""
     if channels_first:
-        return Family("channels_first", tuple(dims[:-2]) + tuple(dims[-1:]), transposed, x)
-    return Family(layout, tuple(dims[:-1]), transposed, x)
+        return Family(Kind.CHANNELS_FIRST, tuple(dims[:-2]) + tuple(dims[-1:]), transposed, x)
+    return Family(Kind(layout), tuple(dims[:-1]), transposed, x)
 
 
 def image_constant(c: np.ndarray, channels: int, channels_first: bool = False):

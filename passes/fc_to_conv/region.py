@@ -25,7 +25,7 @@ import onnx
 from .rules import Plan
 from .constants import Constants
 from .graph_index import GraphIndex, attr
-from .layout import Family, family_for, image_constant
+from .layout import Family, image_constant
 from .qdq import per_tensor
 from .shapes import TypeShape
 
@@ -51,17 +51,6 @@ class Region:
     reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
 
 
-def input_family(plan: Plan, layout: str, image_of: Dict[str, Image]) -> Family:
-    """The family of the image a layer's Conv reads: a head's map, the region's image of its activation, or the
-    layout's way in. Its output is an image of the same family (untransposed)."""
-    cand = plan.cand
-    if plan.head is not None:
-        return Family("batch", (plan.head.rows,))
-    if cand.x in image_of and not cand.trans_a:
-        return image_of[cand.x].family
-    return family_for(layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
-
-
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
              shapes: Dict[str, TypeShape]) -> Optional[Image]:
     if not node.output or not (node.domain in ("", "ai.onnx") and node.op_type in UNARY | BINARY | QDQ
@@ -84,7 +73,7 @@ def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants
         if value is None or value.ndim > rank:
             return None
         try:
-            image_constant(value, image.channels, image.family.kind == "channels_first")
+            image_constant(value, image.channels, image.family.channels_first)
         except ValueError:
             return None
     out_dims = shapes.get(node.output[0], (0, None))[1]
@@ -99,7 +88,7 @@ def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Con
     read only by Reshapes and Transposes (the heads split): the parts are images of the same family, each with its
     share of the channels, and their ways out merge with those Reshapes and Transposes (simplify.py)."""
     image = image_of.get(node.input[0]) if node.op_type == "Split" and node.domain in ("", "ai.onnx") else None
-    if image is None or image.family.kind == "channels_first" \
+    if image is None or image.family.channels_first \
             or attr(node, "axis", 0) not in (-1, len(image.family.lead)):
         return None   # (channels first, W @ x: the last axis is the rows)
     if any(r.op_type not in ("Reshape", "Transpose") or r.input[0] != o for o in node.output
@@ -127,8 +116,8 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     for node in nodes:
         plan = plan_of.get(id(node))
         if plan is not None:
-            if plan.post_add is None and plan.group == 1:
-                family = replace(input_family(plan, layout, image_of), transposed=False)
+            if plan.layer.makes_image(plan):
+                family = replace(plan.layer.input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
             continue
         parts = _channel_split(node, image_of, consts, index) if splits else None
@@ -147,8 +136,8 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
         out = []
         for c in index.consumers.get(t, []):
             p = reader_plan.get(id(c))
-            if id(c) in moved or (p is not None and p.cand.x == t and not p.cand.trans_a and p.head is None
-                                  and p.group == 1 and t not in (p.cand.w, p.cand.c)):
+            if id(c) in moved or (p is not None and p.layer.reads_image(p) and p.cand.x == t
+                                  and t not in (p.cand.w, p.cand.c)):
                 out.append(c)
         return out
 
@@ -165,7 +154,6 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
 
     exits = {t for t in image_of
              if t in index.graph_outputs or len(image_readers(t)) < len(index.consumers.get(t, []))}
-    reads_image = {id(p.cand.node): p.cand.x in image_of and not p.cand.trans_a and p.head is None and p.group == 1
-                   for p in plans}
+    reads_image = {id(p.cand.node): p.layer.reads_image(p) and p.cand.x in image_of for p in plans}
     return Region(image_of, moved, exits, reads_image)
 

@@ -26,9 +26,9 @@ from .emit import Emitter
 from .conv_inputs import ConvInputs
 from .result import Converted
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
-from .layout import family_for, image_constant
+from .layout import Family, image_constant
 from .qdq import per_tensor
-from .region import Region, input_family
+from .region import Region
 
 
 class _Writer:
@@ -41,25 +41,21 @@ class _Writer:
         self.hoisted: List[onnx.NodeProto] = []   # DequantizeLinear nodes now applied after the way in
 
     def layer(self, plan: Plan) -> str:
+        """Emit the layer's nodes, as its kind says (rules/layers.py); the name of its Conv-like node."""
+        return plan.layer.emit(self, plan, plan.cand.node.name or plan.output)
+
+    def conv(self, plan: Plan, x_image: str, hint: str) -> str:
+        """The Conv-like node the plan names, on `x_image`; its output is the image of the layer's output, or,
+        with a row-varying Gemm C, leaves the layout at once and has C added in the original shape."""
         em, cand = self.em, plan.cand
-        hint = cand.node.name or plan.output
-        if plan.group > 1:
-            return self._grouped(plan, hint)
-        if plan.head is not None:
-            x_image = self._head_input(plan)
-        elif self.region.reads_image[id(cand.node)]:
-            x_image = self.image[cand.x]
-        else:
-            x_image = self._way_in(plan, hint)
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
         em.nodes.append(onnx.helper.make_node(plan.op, self.convs.inputs(plan, x_image), [conv_out], name=conv_name,
-                                              kernel_shape=list(plan.kernel)))
+                                              kernel_shape=list(plan.layer.kernel)))
         if plan.post_add is None:
             self.image[plan.output] = conv_out
             return conv_name
-        # a row-varying Gemm C: leave the layout at once and add it in the original shape
-        family = input_family(plan, self.layout, self.region.image_of)  # the family the Conv's input has
+        family = plan.layer.input_family(plan, self.layout, self.region.image_of)  # the family the Conv's input has
         rows = em.names.fresh(plan.output + "_rows")
         family.leave(em, conv_out, plan.n, rows, hint)
         if isinstance(plan.post_add, np.ndarray):
@@ -72,37 +68,14 @@ class _Writer:
         em.node("Add", [rows, term], hint + "_bias", plan.output)
         return conv_name
 
-    def _grouped(self, plan: Plan, hint: str) -> str:
-        """A grouped layer, laid out and back on its own (rules/grouped.py)."""
-        em, g, k, n = self.em, plan.group, plan.k, plan.n
-        batched = len(plan.x_dims) == 4
-        perm = [0, 1, 3, 2] if batched else [0, 2, 1]
-        x = em.transpose(plan.cand.x, perm, hint + "_kt")
-        x = em.reshape(x, [0, g * k, 1, -1] if batched else [1, g * k, 1, -1], hint + "_image")
-        conv_name, conv_out = em.names.fresh(hint + "_conv"), em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node("Conv", [x, self.convs.weight(plan)], [conv_out], name=conv_name,
-                                              kernel_shape=[1, 1], group=g))
-        y = em.reshape(conv_out, [0, g, n, -1] if batched else [g, n, -1], hint + "_groups")
-        em.transpose(y, perm, hint + "_rows", plan.output)
-        return conv_name
-
-    def _head_input(self, plan: Plan) -> str:
-        """The map a head's Conv reads; in a QDQ model, DequantizeLinear(QuantizeLinear(map)) with the pair's
-        scales, as the pair stood after the Flatten."""
-        x = plan.head.map
-        for node in plan.head.through:
-            x = self.em.again(node, x, node.output[0] + "_map")
-        return x
-
-    def _way_in(self, plan: Plan, hint: str) -> str:
-        """The image of a layer's activation, made once per activation (layers reading it share it). An activation
-        that a per-tensor DequantizeLinear makes is laid out as integers and dequantized after, so that the
-        DequantizeLinear stays right before the Conv, where quantized compilers look for it (per-tensor
+    def way_in(self, plan: Plan, family: Family, hint: str) -> str:
+        """The image of a layer's activation in `family`, made once per activation (layers reading it share it). An
+        activation that a per-tensor DequantizeLinear makes is laid out as integers and dequantized after, so that
+        the DequantizeLinear stays right before the Conv, where quantized compilers look for it (per-tensor
         dequantization commutes with Transpose and Reshape)."""
         cand, em = plan.cand, self.em
         if cand.x in self.entries and not cand.trans_a:
             return self.entries[cand.x]
-        family = family_for(self.layout, cand.x, plan.x_dims, cand.trans_a, plan.channels_first)
         dq = per_tensor_dequantize(cand.x, self.consts)
         if dq is None:
             image = family.enter(em, cand.x, plan.k, hint)
@@ -131,7 +104,7 @@ class _Images:
             if i in self.image:
                 inputs.append(self.image[i])
                 continue
-            cf = image.family.kind == "channels_first"
+            cf = image.family.channels_first
             relaid = image_constant(self.consts.value(i), image.channels, cf) if i else None
             if relaid is not None:
                 self.relaid.add(i)
@@ -208,7 +181,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.images.relaid
     sources |= {i for p in plans for n in p.absorbed for i in n.input[1:] if i}   # a wrapped Gemm's Reshape shape
     removable = {id(n) for n in consts.source_nodes(sources)}
-    removable |= {id(n) for p in plans if p.head is not None for n in [p.head.flatten] + p.head.through}
+    removable |= {id(n) for p in plans for n in p.layer.before(p)}
     removable |= {id(n) for n in writer.hoisted} | {id(n) for p in plans for n in p.bypassed}
     sources |= {i for n in new_nodes if id(n) in removable for i in n.input if i}
     new_nodes = drop_unused_nodes(new_nodes, removable, graph)
@@ -223,8 +196,8 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
 def _converted(plan: Plan, conv: str, layout: str) -> Converted:
     cand = plan.cand
     return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
-                     conv, plan.weight_shape, "full-kernel" if plan.head else layout, str(plan.np_dtype),
-                     "x".join(map(str, plan.kernel)),
+                     conv, plan.weight_shape, plan.layer.label or layout, str(plan.np_dtype),
+                     "x".join(map(str, plan.layer.kernel)),
                      (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op, plan.notes)
 
 

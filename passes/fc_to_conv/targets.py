@@ -38,7 +38,7 @@ import onnx
 
 from .attention import projections
 from .constants import Constants
-from .rules import Plan
+from .rules import Grouped, Plan
 from .unfused import feeding
 
 
@@ -84,7 +84,7 @@ class KeepGrouped(_OnPlan):
     reason: str
 
     def plan(self, plan: Plan) -> bool:
-        return plan.group > 1
+        return isinstance(plan.layer, Grouped)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from ..graph_index import GraphIndex
 from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
 from .wrapped import WrappedGemmRule, WrappedMatMulRule
-from .plan import Candidate, CheckContext, Head, Plan, QLinear, Quantized, Skip
+from .layers import ChannelsFirst, Grouped, Head, Rows
+from .plan import Candidate, CheckContext, Plan, QLinear, Quantized, Skip
 from .einsum import EinsumRule
 from .known import KnownRule
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
@@ -60,5 +61,5 @@ def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[
 
 
 
-__all__ = ["Candidate", "CheckContext", "Head", "Plan", "QLinear", "Quantized", "Rule", "RULES", "Skip",
+__all__ = ["Candidate", "ChannelsFirst", "CheckContext", "Grouped", "Head", "Rows", "Plan", "QLinear", "Quantized", "Rule", "RULES", "Skip",
            "find_candidates", "rules"]

@@ -13,6 +13,7 @@ import onnx
 
 from .. import fold
 from .head import find_head
+from .layers import ROWS
 from .plan import Candidate, CheckContext, Plan, Quantized
 from .quantized import find_quantized, scale_is_per_k, to_conv
 
@@ -107,4 +108,4 @@ def plan(cand: Candidate, ctx: CheckContext, w: np.ndarray, quant: Optional[Quan
             return fold.full_kernel_weight(values, chw, trans_b, scale)
         return fold.conv_weight(values, trans_b, scale)
     dtype = onnx.helper.np_dtype_to_tensor_dtype(w.dtype)
-    return Plan(cand, list(x_dims), k, n, dtype, fold_weight, key + ((chw,) if chw else ()), head=head, quant=quant)
+    return Plan(cand, list(x_dims), k, n, dtype, fold_weight, key + ((chw,) if chw else ()), layer=head or ROWS, quant=quant)

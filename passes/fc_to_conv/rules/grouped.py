@@ -15,6 +15,7 @@ import onnx
 
 from .. import fold
 from . import fc
+from .layers import Grouped
 from .plan import Candidate, CheckContext, Plan, Skip
 
 
@@ -38,7 +39,7 @@ def plan_grouped(cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
     x_dims[-1] = k
     name = cand.w
     plan = Plan(cand, x_dims, k, n, onnx.helper.np_dtype_to_tensor_dtype(w.dtype),
-                lambda: fold.grouped_conv_weight(consts.value(name)), (name, "grouped"), group=g)
+                lambda: fold.grouped_conv_weight(consts.value(name)), (name, "grouped"), layer=Grouped(group=g))
     if cand.add is not None:
         plan.notes.append(f"Add '{cand.add.name or cand.add.output[0]}' kept after the grouped Conv")
     return plan

@@ -10,7 +10,7 @@ from ..constants import Constants
 from ..graph_index import GraphIndex, attr
 from ..qdq import per_tensor
 from ..shapes import TypeShape
-from .plan import Head
+from .layers import Head
 
 
 def find_head(x: str, k: int, index: GraphIndex, shapes: Dict[str, TypeShape],

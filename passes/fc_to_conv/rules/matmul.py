@@ -11,6 +11,7 @@ import onnx
 from .. import fold
 from ..graph_index import GraphIndex
 from . import fc
+from .layers import ChannelsFirst, Grouped
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
 from .grouped import plan_grouped
@@ -60,7 +61,7 @@ class MatMulAddRule(MatMulRule):
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         plan = super().check(cand, ctx)
-        if isinstance(plan, Plan) and plan.group == 1:
+        if isinstance(plan, Plan) and not isinstance(plan.layer, Grouped):
             _fuse_bias(plan, ctx)
         return plan
 
@@ -90,7 +91,7 @@ def _fuse_bias(plan: Plan, ctx: CheckContext) -> None:
         plan.notes.append(f"Add '{add}' kept: its operand is not a constant")
     elif c.dtype != plan.np_dtype:
         plan.notes.append(f"Add '{add}' kept: its operand is {c.dtype}, the weight {plan.np_dtype}")
-    elif plan.channels_first:
+    elif isinstance(plan.layer, ChannelsFirst):
         if per_channel_column(c, n, out_rank):
             plan.bias, plan.bias_key, plan.fuse_add = column_bias(c, n), (cand.c, 1.0, "col"), True
         else:

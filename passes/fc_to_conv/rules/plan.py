@@ -1,18 +1,20 @@
 """What a rule works with: the Candidate it matched, and the Plan (or Skip) its check returns.
 
-A Plan is everything rewrite.py needs to emit the layer: the Conv-like op, how to fold its weight, its bias, the
-activation's dims, and where the result must appear. Nothing here edits the graph.
+A Plan is everything rewrite.py needs to emit the layer: the kind of layer (layers.py, which emits it), the Conv-like
+op, how to fold its weight, its bias, the activation's dims, and where the result must appear. Nothing here edits
+the graph.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import onnx
 
 from ..constants import Constants
 from ..shapes import Dim, TypeShape
+from .layers import ROWS, Rows
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,6 @@ class Candidate:
     @property
     def name(self) -> str:
         return self.node.name or self.node.output[0]
-
-
-@dataclass
-class Head:
-    """An FC layer that reads a flattened [N, C, H, W] map: it becomes a Conv with an H x W kernel on the map."""
-    map: str
-    chw: Tuple[int, int, int]
-    rows: Dim                    # N, the map's batch dim
-    flatten: onnx.NodeProto      # the Flatten or Reshape that the Conv makes unnecessary
-    through: List[onnx.NodeProto] = field(default_factory=list)   # a QDQ pair after it: QuantizeLinear, DequantizeLinear
 
 
 @dataclass
@@ -91,15 +83,13 @@ class Plan:
     fold_weight: Callable[[], np.ndarray]   # -> the Conv weight [N, K, 1, 1] (or [N, C, H, W] for a head)
     weight_key: tuple            # equal keys share one folded initializer
     op: str = "Conv"             # the Conv-like op to emit
-    channels_first: bool = False  # W @ x: x is [K, M] or [B, K, T] (layout.family_for)
-    group: int = 1               # a grouped Conv (rules/grouped.py): laid out and back on its own
+    layer: Rows = ROWS           # the kind of layer (layers.py): how its input enters and its Conv is emitted
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
     bias_input: Optional[str] = None    # a tensor already in the graph that is the Conv bias (a quantized one)
     fuse_add: bool = False       # the matched Add is folded into the Conv bias
     post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
     post_scale: float = 1.0      # beta for a non-constant C
-    head: Optional[Head] = None  # full-kernel conversion of a classifier head
     quant: Optional[Quantized] = None
     qlinear: Optional[QLinear] = None   # op == "QLinearConv"
     zero_points: Optional[ZeroPoints] = None   # op == "ConvInteger"
@@ -114,13 +104,7 @@ class Plan:
 
     @property
     def weight_shape(self) -> List[int]:
-        if self.head:
-            return [self.n, self.head.chw[0], *self.head.chw[1:]]
-        return [self.group * self.n, self.k, 1, 1]
-
-    @property
-    def kernel(self) -> Tuple[int, int]:
-        return self.head.chw[1:] if self.head else (1, 1)
+        return self.layer.weight_shape(self)
 
     @property
     def output(self) -> str:

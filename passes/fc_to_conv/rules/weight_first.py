@@ -20,6 +20,7 @@ import onnx
 
 from .. import fold
 from . import fc
+from .layers import CHANNELS_FIRST
 from .plan import Candidate, CheckContext, Plan, Skip
 
 
@@ -57,7 +58,7 @@ def plan_weight_first(cand: Candidate, ctx: CheckContext) -> Optional[Union[Plan
     trans_b = cand.trans_b
     plan = Plan(cand, x_dims, k, n, onnx.helper.np_dtype_to_tensor_dtype(w.dtype),
                 lambda: fold.conv_weight(consts.value(w_name), trans_b, alpha), (w_name, trans_b, alpha, "left"),
-                channels_first=True)
+                layer=CHANNELS_FIRST)
     if gemm and cand.c is not None:
         _gemm_bias(plan, ctx)
     return plan

@@ -18,6 +18,7 @@ from ..graph_index import GraphIndex
 from . import fc
 from .gemm import GemmRule
 from .matmul import MatMulRule, _fusable_add, _fuse_bias
+from .layers import Rows
 from .plan import Candidate, CheckContext, Plan, Skip
 
 
@@ -34,8 +35,8 @@ def _match(cand: Optional[Candidate], node: onnx.NodeProto, index: GraphIndex) -
 
 
 def _unwrap(plan: Union[Plan, Skip], ctx: CheckContext) -> Union[Plan, Skip]:
-    if not isinstance(plan, Plan) or plan.head is not None or plan.post_add is not None or plan.channels_first \
-            or plan.group > 1 or plan.fuse_add or len(plan.x_dims) != 2:
+    if not isinstance(plan, Plan) or type(plan.layer) is not Rows or plan.post_add is not None or plan.fuse_add \
+            or len(plan.x_dims) != 2:
         return plan
     cand = plan.cand
     before, after = cand.around
