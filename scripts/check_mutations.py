@@ -28,7 +28,7 @@ MUTATIONS = {
         PKG + "compare.py", '    low = any(d in ("float16", "bfloat16") for d in dtypes)',
         "    low = True", ["tests/test_verify.py"]),
     "MatMul note with its dtypes swapped": (
-        PKG + "rules/matmul.py", "its operand is {c.dtype}, the weight {plan.np_dtype}",
+        PKG + "rules/add_bias.py", "its operand is {c.dtype}, the weight {plan.np_dtype}",
         "its operand is {plan.np_dtype}, the weight {c.dtype}", ["tests/test_forms.py"]),
     "bisection never tries the last layer": (
         PKG + "revert.py", "    for group in (keys[:half], keys[half:]):", "    for group in (keys[:half], keys[half:-1]):",

@@ -38,6 +38,25 @@ def test_weight_on_the_left_needs_no_transpose(dtype, x_shape):
     feed = {"x": rand((16, 7) if len(x_shape) == 2 else (2, 16, 7), dtype)}
     new, report = _check(m, feed, dtype, ["wx"])
     assert report.converted[0].fused_add and "Transpose" not in ops(new) and ops(new).count("Reshape") == 2
+    assert report.converted[0].layout == "channels-first"
+
+
+def test_weight_on_the_left_is_a_rule_of_its_own():
+    """W @ x is taken by WeightFirstRule, before the Gemm and MatMul rules (which read the weight on the right):
+    without it in the list, the MatMul rule refuses the layer for its right operand."""
+    from passes.fc_to_conv.constants import Constants
+    from passes.fc_to_conv.graph_index import GraphIndex
+    from passes.fc_to_conv.rules import RULES, find_candidates
+    from passes.fc_to_conv.rules.weight_first import WeightFirstRule
+    nodes = [helper.make_node("MatMul", ["W", "x"], ["h"], name="wx"), helper.make_node("Add", ["h", "b"], ["y"])]
+    m = make_model(nodes, [vi("x", [16, "m"])], [vi("y", [32, "m"])],
+                   [init("W", rand((32, 16))), init("b", rand((32, 1), seed=2))])
+    cands = find_candidates(list(m.graph.node), Constants(GraphIndex(m.graph), m.ir_version, 17))
+    assert [(c.name, type(c.rule).__name__, c.add is not None) for c in cands] == [("wx", "WeightFirstRule", True)]
+    from passes.fc_to_conv.graph_pass import FcToConvPass
+    result = FcToConvPass(rules=[r for r in RULES if not isinstance(r, WeightFirstRule)]).run(m)
+    assert [(s.name, s.reason) for s in result.skipped] == [
+        ("wx", "the constant is the left operand (W @ x): not a rewritable FC layer")]
 
 
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])

@@ -7,7 +7,6 @@ the producer look-ups, the second converts a 60-level model under an alarm."""
 import signal
 
 import numpy as np
-import pytest
 from onnx import helper
 
 from builders import assert_converted, init, make_model, ops, vi

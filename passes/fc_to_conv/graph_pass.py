@@ -93,7 +93,7 @@ class FcToConvPass:
         ctx = CheckContext(consts, run.shapes, run.opset, self.mode)
         position = {id(n): i for i, n in enumerate(graph.node)}
         plans: List[Plan] = []
-        cands = list(find_candidates(list(graph.node), consts.index, self.rules))
+        cands = list(find_candidates(list(graph.node), consts, self.rules))
         kept: Dict[int, str] = {}   # layer -> the reason a keep of the target found it by structure
         for keep in self.target.keeps:
             for layer in keep.layers(graph.node, [c.node for c in cands], consts):

@@ -1,10 +1,11 @@
 """One rule per FC form. A rule matches a node (changes nothing, judges nothing) and checks the Candidate it made:
 a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whatever Conv-like op a Plan names.
 
+    WeightFirstRule     MatMul(W, x), Gemm(W, x): the constant on the left, Conv1d-style   weight_first.py
     WrappedGemmRule, WrappedMatMulRule   Reshape -> Gemm/MatMul -> Reshape: the FC on [..., K]   wrapped.py
     GemmRule        Gemm(A, B[, C])                                  gemm.py
     MatMulAddRule   Add(MatMul(X, B), c), the MatMul read by the Add  matmul.py
-    MatMulRule      MatMul(X, B), and W @ x                          matmul.py, weight_first.py
+    MatMulRule      MatMul(X, B)                                     matmul.py
     EinsumRule      Einsum with one constant operand that is an FC   einsum.py
     QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
     KnownRule       MatMulNBits, DynamicQuantizeMatMul, ...: counted, each left alone with its reason   known.py
@@ -20,13 +21,14 @@ from typing import List, Optional, Protocol, Union
 
 import onnx
 
-from ..graph_index import GraphIndex
+from ..constants import Constants
 from .gemm import GemmRule
 from .matmul import MatMulAddRule, MatMulRule
 from .wrapped import WrappedGemmRule, WrappedMatMulRule
 from .layers import ChannelsFirst, Grouped, Head, Rows
 from .plan import Candidate, CheckContext, Plan, QLinear, Quantized, Skip
 from .einsum import EinsumRule
+from .weight_first import WeightFirstRule
 from .known import KnownRule
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 
@@ -34,14 +36,15 @@ from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 class Rule(Protocol):
     op: str
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
-        """A Candidate when `node` has this rule's form; reads the graph, edits nothing."""
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
+        """A Candidate when `node` has this rule's form; reads the graph (consts.index) and may ask which tensors
+        are constants, edits nothing."""
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
+RULES: List[Rule] = [WeightFirstRule(), WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
                      KnownRule(), MatMulIntegerRule()]
 
 
@@ -51,10 +54,11 @@ def rules(convert_dynamic: bool = False) -> List[Rule]:
     return [MatMulIntegerRule(convert_dynamic) if isinstance(r, MatMulIntegerRule) else r for r in RULES]
 
 
-def find_candidates(nodes: List[onnx.NodeProto], index: GraphIndex, rules: List[Rule] = RULES) -> List[Candidate]:
+def find_candidates(nodes: List[onnx.NodeProto], consts: Constants, rules: List[Rule] = RULES) -> List[Candidate]:
+    """Each node that a rule matches, as the first rule that matches it found it."""
     found = []
     for node in nodes:
-        cand = next((c for c in (rule.match(node, index) for rule in rules) if c is not None), None)
+        cand = next((c for c in (rule.match(node, consts) for rule in rules) if c is not None), None)
         if cand is not None:
             found.append(cand)
     return found

@@ -14,7 +14,8 @@ from typing import Optional, Union
 
 import onnx
 
-from ..graph_index import GraphIndex, attr
+from ..constants import Constants
+from ..graph_index import attr
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
 
@@ -22,7 +23,7 @@ from .plan import Candidate, CheckContext, Plan, Skip
 class EinsumRule:
     op = "Einsum"
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if node.op_type != "Einsum" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
             return None
         return Candidate(node, "Einsum", node.input[0], node.input[1], rule=self)

@@ -10,17 +10,17 @@ from typing import Optional, Union
 import onnx
 
 from .. import fold
-from ..graph_index import GraphIndex, attr
+from ..constants import Constants
+from ..graph_index import attr
 from . import fc
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
-from .weight_first import plan_weight_first
 
 
 class GemmRule:
     op = "Gemm"
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx"):
             return None
         c = node.input[2] if len(node.input) > 2 and node.input[2] else None
@@ -31,9 +31,6 @@ class GemmRule:
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         if len(cand.node.input) < 2:
             return Skip(cand, f"Gemm with {len(cand.node.input)} inputs")
-        left = plan_weight_first(cand, ctx)
-        if left is not None:
-            return left
         found = fc.weight(cand, ctx)
         if isinstance(found, str):
             return Skip(cand, found)

@@ -5,7 +5,7 @@ from typing import Optional
 
 import onnx
 
-from ..graph_index import GraphIndex
+from ..constants import Constants
 from .plan import Candidate, CheckContext, Skip
 
 REASONS = {
@@ -23,7 +23,7 @@ class KnownRule:
     """Matches the ops in REASONS and refuses each with its reason."""
     op = "known"
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if (node.domain, node.op_type) not in REASONS or len(node.input) < 2:
             return None
         return Candidate(node, node.op_type, node.input[0], node.input[1], rule=self)

@@ -8,20 +8,18 @@ from typing import Optional, Union
 
 import onnx
 
-from .. import fold
-from ..graph_index import GraphIndex
+from ..constants import Constants
 from . import fc
-from .layers import ChannelsFirst, Grouped
+from .layers import Grouped
 from .plan import Candidate, CheckContext, Plan, Skip
-from .quantized import quantized_bias
 from .grouped import plan_grouped
-from .weight_first import column_bias, per_channel_column, plan_weight_first
+from .add_bias import fusable_add, fuse_bias
 
 
 class MatMulRule:
     op = "MatMul"
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
             return None
         return Candidate(node, "MatMul", node.input[0], node.input[1] if len(node.input) > 1 else "", rule=self)
@@ -29,9 +27,6 @@ class MatMulRule:
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         if len(cand.node.input) != 2:
             return Skip(cand, f"MatMul with {len(cand.node.input)} inputs")
-        left = plan_weight_first(cand, ctx)
-        if left is not None:
-            return left
         w = ctx.consts.peek(cand.w)
         if w is not None and w.ndim == 3:
             return plan_grouped(cand, ctx)
@@ -52,9 +47,9 @@ class MatMulRule:
 class MatMulAddRule(MatMulRule):
     """The MatMul whose output only an Add reads, with the Add's other operand as the bias candidate."""
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
-        cand = super().match(node, index)
-        add = _fusable_add(node, index) if cand is not None else None
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
+        cand = super().match(node, consts)
+        add = fusable_add(node, consts.index) if cand is not None else None
         if add is None:
             return None
         return replace(cand, add=add, c=add.input[1] if add.input[0] == node.output[0] else add.input[0])
@@ -62,43 +57,5 @@ class MatMulAddRule(MatMulRule):
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         plan = super().check(cand, ctx)
         if isinstance(plan, Plan) and not isinstance(plan.layer, Grouped):
-            _fuse_bias(plan, ctx)
+            fuse_bias(plan, ctx)
         return plan
-
-
-def _fusable_add(node: onnx.NodeProto, index: GraphIndex) -> Optional[onnx.NodeProto]:
-    out = node.output[0]
-    readers = index.consumers.get(out, [])
-    if out in index.graph_outputs or len(readers) != 1:
-        return None
-    add = readers[0]
-    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2:
-        return None
-    if add.input[0] == add.input[1]:
-        return None
-    return add
-
-
-def _fuse_bias(plan: Plan, ctx: CheckContext) -> None:
-    cand, n = plan.cand, plan.n
-    if quantized_bias(cand.c, ctx.consts, n):
-        plan.bias_input, plan.fuse_add = cand.c, True
-        return
-    c = ctx.consts.value(cand.c)
-    add = cand.add.name or cand.add.output[0]
-    out_rank = len(plan.x_dims) if len(plan.x_dims) > 1 else 1
-    if c is None:
-        plan.notes.append(f"Add '{add}' kept: its operand is not a constant")
-    elif c.dtype != plan.np_dtype:
-        plan.notes.append(f"Add '{add}' kept: its operand is {c.dtype}, the weight {plan.np_dtype}")
-    elif isinstance(plan.layer, ChannelsFirst):
-        if per_channel_column(c, n, out_rank):
-            plan.bias, plan.bias_key, plan.fuse_add = column_bias(c, n), (cand.c, 1.0, "col"), True
-        else:
-            plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not one value per output "
-                              f"channel of the [..., {n}, M] output")
-    elif not fold.per_channel_bias(c, n, out_rank):
-        plan.notes.append(f"Add '{add}' kept: its operand of shape {list(c.shape)} is not a per-channel bias of "
-                          f"the [..., {n}] output")
-    else:
-        plan.bias, plan.bias_key, plan.fuse_add = fold.conv_bias(c, n), (cand.c, 1.0), True

@@ -19,7 +19,8 @@ import numpy as np
 import onnx
 
 from .. import fold
-from ..graph_index import GraphIndex, attr
+from ..constants import Constants
+from ..graph_index import attr
 from . import fc
 from .plan import Candidate, CheckContext, Plan, QLinear, Skip, ZeroPoints
 from .quantized import QUANT_TYPES
@@ -31,7 +32,7 @@ class QLinearMatMulRule:
     op = "QLinearMatMul"
     domains = ("", "ai.onnx")
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if node.op_type != self.op or node.domain not in self.domains or len(node.input) < 4:
             return None
         return Candidate(node, self.op, node.input[0], node.input[3], rule=self,
@@ -126,7 +127,7 @@ class MatMulIntegerRule:
     def __init__(self, convert: bool = False):
         self.convert = convert
 
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
         if node.op_type != self.op or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
             return None
         return Candidate(node, self.op, node.input[0], node.input[1], rule=self)

@@ -9,28 +9,52 @@ channels first:
 
 No Transpose: the channels are where the Conv wants them. A bias of shape [N, 1] (or [1, N, 1]) added after the
 MatMul is the Conv bias.
+
+The rule matches a MatMul or Gemm whose left operand is a constant and whose right one is not; it stands before the
+Gemm and MatMul rules, which take the weight on the right.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Optional, Union
 
-import numpy as np
 import onnx
 
 from .. import fold
+from ..constants import Constants
 from . import fc
+from .add_bias import column_bias, fuse_bias, per_channel_column
+from .gemm import GemmRule
+from .matmul import MatMulAddRule, MatMulRule
 from .layers import CHANNELS_FIRST
 from .plan import Candidate, CheckContext, Plan, Skip
 
 
-def plan_weight_first(cand: Candidate, ctx: CheckContext) -> Optional[Union[Plan, Skip]]:
-    """A Plan or Skip when the left operand is a constant (and the right one is not), else None."""
+class WeightFirstRule:
+    op = "W @ x"
+
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
+        """MatMul(W, x) (with the Add after it that a MatMul+Add layer has) or Gemm(W, x[, C]): the left operand a
+        constant, the right one not."""
+        if node.op_type not in ("Gemm", "MatMul") or node.domain not in ("", "ai.onnx") or len(node.input) < 2 \
+                or node.op_type == "MatMul" and len(node.input) != 2:
+            return None
+        if consts.peek(node.input[0]) is None or consts.peek(node.input[1]) is not None:
+            return None
+        cand = GemmRule().match(node, consts) or MatMulAddRule().match(node, consts) or MatMulRule().match(node, consts)
+        return replace(cand, rule=self) if cand is not None else None
+
+    def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
+        plan = _plan(cand, ctx)
+        if isinstance(plan, Plan) and cand.add is not None:
+            fuse_bias(plan, ctx)
+        return plan
+
+
+def _plan(cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
     consts = ctx.consts
     w_name, x_name = (cand.x, cand.w)
     w = consts.peek(w_name)
-    if w is None or consts.peek(x_name) is not None:
-        return None
     if w.ndim != 2:
         return Skip(cand, f"the constant is the left operand (W @ x) with shape {list(w.shape)}: only a 2-D W is a "
                           "fully connected layer")
@@ -62,18 +86,6 @@ def plan_weight_first(cand: Candidate, ctx: CheckContext) -> Optional[Union[Plan
     if gemm and cand.c is not None:
         _gemm_bias(plan, ctx)
     return plan
-
-
-def per_channel_column(c: np.ndarray, n: int, out_rank: int) -> bool:
-    """True when adding `c` to a channels-first output [..., N, M] adds c[n] to row n only: c is [N, 1] or
-    [1, N, 1] (or a single value), with no more dims than the output."""
-    if c.size == 1:
-        return c.ndim <= out_rank
-    return 2 <= c.ndim <= out_rank and c.shape[-1] == 1 and c.shape[-2] == n and all(d == 1 for d in c.shape[:-2])
-
-
-def column_bias(c: np.ndarray, n: int, beta: float = 1.0) -> np.ndarray:
-    return fold.conv_bias(c.reshape(-1), n, beta)
 
 
 def _gemm_bias(plan: Plan, ctx: CheckContext) -> None:

@@ -14,10 +14,12 @@ from typing import List, Optional, Union
 
 import onnx
 
+from ..constants import Constants
 from ..graph_index import GraphIndex
 from . import fc
 from .gemm import GemmRule
-from .matmul import MatMulRule, _fusable_add, _fuse_bias
+from .add_bias import fusable_add, fuse_bias
+from .matmul import MatMulRule
 from .layers import Rows
 from .plan import Candidate, CheckContext, Plan, Skip
 
@@ -50,11 +52,11 @@ def _unwrap(plan: Union[Plan, Skip], ctx: CheckContext) -> Union[Plan, Skip]:
     plan.x_dims, plan.output_name = list(x_dims), after.output[0]
     plan.absorbed, plan.bypassed = [after], [before] + _shape_subgraph(after, index)
     if cand.op == "MatMul" and plan.bias is None and plan.bias_input is None:
-        add = _fusable_add(after, index)
+        add = fusable_add(after, index)
         if add is not None:   # tf2onnx's BiasAdd, after the Reshape
             without = plan.cand
             plan.cand = replace(without, add=add, c=add.input[1] if add.input[0] == after.output[0] else add.input[0])
-            _fuse_bias(plan, ctx)
+            fuse_bias(plan, ctx)
             if plan.fuse_add:
                 plan.output_name = add.output[0]
             else:
@@ -79,16 +81,16 @@ def _shape_subgraph(reshape: onnx.NodeProto, index: GraphIndex) -> List[onnx.Nod
 
 
 class WrappedGemmRule(GemmRule):
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
-        return _match(super().match(node, index), node, index)
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
+        return _match(super().match(node, consts), node, consts.index)
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         return _unwrap(super().check(cand, ctx), ctx)
 
 
 class WrappedMatMulRule(MatMulRule):
-    def match(self, node: onnx.NodeProto, index: GraphIndex) -> Optional[Candidate]:
-        return _match(super().match(node, index), node, index)
+    def match(self, node: onnx.NodeProto, consts: Constants) -> Optional[Candidate]:
+        return _match(super().match(node, consts), node, consts.index)
 
     def check(self, cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
         return _unwrap(super().check(cand, ctx), ctx)
