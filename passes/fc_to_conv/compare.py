@@ -10,6 +10,7 @@ A sequence or map output is compared leaf by leaf once its structure matches; in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
@@ -21,7 +22,14 @@ import onnx
 # kernels than the original's. Measured (scripts/calibrate_tolerances.py --quantized, 27 models): correct rewrites
 # at most 1 quantization step on 8-bit outputs and norm_err 2.4e-4 on float ones; the subtlest injected bug 19
 # steps, norm_err 7.7e-2.
-TOLERANCES = {"float32": (1e-5, 1e-6), "float16": (5e-3, 1e-4), "quantized": (5e-3, 1e-4)}
+class Precision(str, Enum):
+    """What a run computes in, which sets its tolerances (a str: TOLERANCES["float16"] reads as well)."""
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    QUANTIZED = "quantized"
+
+
+TOLERANCES = {Precision.FLOAT32: (1e-5, 1e-6), Precision.FLOAT16: (5e-3, 1e-4), Precision.QUANTIZED: (5e-3, 1e-4)}
 # An output that a DequantizeLinear makes also passes within this many of its quantization steps.
 QUANTIZED_STEPS = 2
 
@@ -31,8 +39,8 @@ def tolerances(dtypes: Iterable[str], integer: bool, rtol: Optional[float] = Non
     """(rtol, atol) for a run: the quantized row when the model runs its integer kernels, else fp16's when any
     converted layer is fp16 or bf16 (`dtypes`), else fp32's; a value the user gave wins."""
     low = any(d in ("float16", "bfloat16") for d in dtypes)
-    kind = "quantized" if integer else "float16" if low else "float32"
-    default_rtol, default_atol = TOLERANCES[kind]
+    precision = Precision.QUANTIZED if integer else Precision.FLOAT16 if low else Precision.FLOAT32
+    default_rtol, default_atol = TOLERANCES[precision]
     return (rtol if rtol is not None else default_rtol, atol if atol is not None else default_atol)
 
 

@@ -8,24 +8,39 @@ original does not run on the default (inputs module docstring).
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
+from enum import Enum
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from .shapes import dims_of
 
-STRATEGIES = [("default", 0), ("first 1", 64), ("first 1", 224), ("first 1", 32), ("last", 512), ("last", 1536),
-              ("last", 64)]
+
+class Fill(Enum):
+    """How a strategy sizes a dynamic dim that nothing else sizes."""
+    NAMED = "each named dim its own small size"
+    FIRST_ONE = "the first dim 1, the others the strategy's size"
+    LAST = "the last dim the strategy's size, the others 1"
 
 
-def _dim(d, axis: int, rank: int, key: str, symbols: Dict[str, int], s: int, strategy) -> int:
-    kind, value = strategy
+@dataclass(frozen=True)
+class Strategy:
+    fill: Fill
+    size: int = 0
+
+
+STRATEGIES = [Strategy(Fill.NAMED), Strategy(Fill.FIRST_ONE, 64), Strategy(Fill.FIRST_ONE, 224),
+              Strategy(Fill.FIRST_ONE, 32), Strategy(Fill.LAST, 512), Strategy(Fill.LAST, 1536), Strategy(Fill.LAST, 64)]
+
+
+def _dim(d, axis: int, rank: int, key: str, symbols: Dict[str, int], s: int, strategy: Strategy) -> int:
     if isinstance(d, int) and d > 0:
         return d
-    if kind == "first 1":
-        return 1 if axis == 0 else value
-    if kind == "last":
-        return value if axis == rank - 1 else 1
+    if strategy.fill is Fill.FIRST_ONE:
+        return 1 if axis == 0 else strategy.size
+    if strategy.fill is Fill.LAST:
+        return strategy.size if axis == rank - 1 else 1
     symbols.setdefault(key, 2 + len(symbols))
     return symbols[key] + s
 
@@ -64,7 +79,7 @@ def _evaluate(tree: ast.Expression, named: Dict[str, int]) -> int:
 
 
 def input_shapes(inputs, fixed: Dict[str, List[int]], given: Dict[str, np.ndarray], symbols: Dict[str, int], s: int,
-            strategy) -> Dict[str, List[int]]:
+            strategy: Strategy) -> Dict[str, List[int]]:
     """Every generated input's shape for input set `s`. A name takes the value the user's arrays or fixed shapes
     give it, else one as _dim says. A dim named by an expression of other dims' names takes its value from theirs
     (a mask as long as past + new tokens), so a KV-cache decoder's inputs agree with one another; a name that only
