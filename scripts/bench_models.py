@@ -26,9 +26,9 @@ import onnx
 import onnxruntime as ort
 
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.inputs import make_feeds
-from passes.fc_to_conv.model_io import load
-from passes.fc_to_conv.shapes import infer
+from passes.fc_to_conv.verify.inputs import make_feeds
+from passes.fc_to_conv.files.model_io import load
+from passes.fc_to_conv.graph.shapes import infer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [  # model, fixed input shapes, label

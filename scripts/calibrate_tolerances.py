@@ -28,11 +28,11 @@ import tempfile
 import onnx
 
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.inputs import make_feeds
-from passes.fc_to_conv.model_io import load
-from passes.fc_to_conv.shapes import infer
-from passes.fc_to_conv.compare import QUANTIZED_STEPS, TOLERANCES, compare_output, output_steps
-from passes.fc_to_conv.verify import session
+from passes.fc_to_conv.verify.inputs import make_feeds
+from passes.fc_to_conv.files.model_io import load
+from passes.fc_to_conv.graph.shapes import infer
+from passes.fc_to_conv.verify.compare import QUANTIZED_STEPS, TOLERANCES, compare_output, output_steps
+from passes.fc_to_conv.verify.verdict import session
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGER = True   # quantized models are verified with their integer kernels (verify._session_options)

@@ -25,21 +25,21 @@ MUTATIONS = {
         PKG + "rules/qlinear.py", "        qlinear.w_scale = _per_n(qlinear.w_scale, n, cand.alpha)",
         "        qlinear.w_scale = _per_n(qlinear.w_scale, n)", ["tests/test_quantized.py"]),
     "fp32 checked with the fp16 tolerance": (
-        PKG + "compare.py", '    low = any(d in ("float16", "bfloat16") for d in dtypes)',
+        PKG + "verify/compare.py", '    low = any(d in ("float16", "bfloat16") for d in dtypes)',
         "    low = True", ["tests/test_verify.py"]),
     "MatMul note with its dtypes swapped": (
         PKG + "rules/add_bias.py", "its operand is {c.dtype}, the weight {plan.np_dtype}",
         "its operand is {plan.np_dtype}, the weight {c.dtype}", ["tests/test_forms.py"]),
     "bisection never tries the last layer": (
-        PKG + "revert.py", "    for group in (keys[:half], keys[half:]):", "    for group in (keys[:half], keys[half:-1]):",
+        PKG + "verify/revert.py", "    for group in (keys[:half], keys[half:]):", "    for group in (keys[:half], keys[half:-1]):",
         ["tests/test_revert.py"]),
     "negated Conv weight": (
-        PKG + "fold.py", "    return _scaled(b_t, alpha, b.dtype)[:, :, None, None]",
+        PKG + "rules/fold.py", "    return _scaled(b_t, alpha, b.dtype)[:, :, None, None]",
         "    return -_scaled(b_t, alpha, b.dtype)[:, :, None, None]",
         ["tests/test_old_models.py", "tests/test_subgraphs.py", "tests/test_model_io.py", "tests/test_cli.py",
          "tests/test_bad_inputs.py"]),
     "bisection finds nothing": (
-        PKG + "revert.py", '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n',
+        PKG + "verify/revert.py", '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n',
         '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n    return {}\n',
         ["tests/test_revert.py"]),
     "per-K quantized head not refused": (
@@ -53,34 +53,34 @@ MUTATIONS = {
         "plan.bias_key = fold.conv_bias(c, n, cand.beta, dtype), (cand.c, cand.beta, id(cand))",
         ["tests/test_rewrite.py"]),
     "opset < 10 Slice form wrong": (
-        PKG + "emit.py", 'return self.node("Slice", [shape], hint, axes=[0], starts=[0], ends=[keep])',
+        PKG + "rewrite/emit.py", 'return self.node("Slice", [shape], hint, axes=[0], starts=[0], ends=[keep])',
         'return self.node("Slice", [shape], hint, axes=[0], starts=[0], ends=[keep + 1])',
         ["tests/test_old_models.py"]),
     "integer Div not truncated": (
-        PKG + "constants.py", "        out = np.trunc(out)\n", "        out = np.floor(out)\n", ["tests/test_constants.py"]),
+        PKG + "graph/constants.py", "        out = np.trunc(out)\n", "        out = np.floor(out)\n", ["tests/test_constants.py"]),
     "kernel_shape dropped": (
-        PKG + "rewrite.py", "                                              kernel_shape=list(plan.layer.kernel)))",
+        PKG + "rewrite/writer.py", "                                              kernel_shape=list(plan.layer.kernel)))",
         "                                              ))", ["tests/test_heads.py", "tests/test_rewrite.py"]),
     "quantized bias folded to float": (
         PKG + "rules/quantized.py", '    QDQ compiler sees the bias of a quantized Conv."""\n',
         '    QDQ compiler sees the bias of a quantized Conv."""\n    return False\n', ["tests/test_quantized_models.py"]),
     "quantized activations leave the image layout": (
-        PKG + "region.py", '    if node.op_type in QDQ and not per_tensor(node, consts):',
+        PKG + "rewrite/region.py", '    if node.op_type in QDQ and not per_tensor(node, consts):',
         '    if node.op_type in QDQ:', ["tests/test_quantized_models.py"]),
     "revert loop unbounded": (
-        PKG + "revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
+        PKG + "verify/revert.py", "        if not set(found) - set(exclude):\n", "        if False:\n",
         ["tests/test_revert.py"]),
     "way in by a 3-D Transpose (onnxruntime cannot fold it)": (
-        PKG + "layout.py", "        if rank < 4:",
+        PKG + "rewrite/layout.py", "        if rank < 4:",
         '        if rank == 3:\n'
         '            return em.reshape(em.transpose(x, [0, 2, 1], hint + "_chw"), [0, 0, 1, -1], hint + "_image")\n'
         '        if rank < 4:',
         ["tests/test_rewrite.py"]),
     "openvino target collapses the attention's chains": (
-        PKG + "targets.py", '"openvino": Target(collapse_head_split=False)', '"openvino": Target(collapse_head_split=True)',
+        PKG + "targets/targets.py", '"openvino": Target(collapse_head_split=False)', '"openvino": Target(collapse_head_split=True)',
         ["tests/test_targets.py"]),
     "every FC layer taken for an attention projection": (
-        PKG + "attention.py", "        if not _product(node, consts):\n            continue\n",
+        PKG + "targets/attention.py", "        if not _product(node, consts):\n            continue\n",
         "        found |= {id(n) for n in fc_nodes}\n", ["tests/test_targets.py"]),
 }
 

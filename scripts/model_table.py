@@ -12,7 +12,7 @@ import glob
 import os
 
 from passes.fc_to_conv import convert
-from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.files.model_io import load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 def written_files_are_canonical(monkeypatch):
     """Every model that convert_file writes in any test is checked to be exactly what onnx.save would write."""
     from builders import assert_canonical
-    from passes.fc_to_conv import model_io
+    from passes.fc_to_conv.files import model_io
 
     move = model_io.move_into_place
 

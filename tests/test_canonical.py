@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 from onnx import helper, numpy_helper
 
 from builders import make_model, vi
-from passes.fc_to_conv import canonical
-from passes.fc_to_conv.sinks import HeldData
+from passes.fc_to_conv.files import canonical
+from passes.fc_to_conv.files.sinks import HeldData
 
 
 def _model(sizes, held_every=2, extras=True):

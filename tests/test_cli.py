@@ -304,7 +304,8 @@ def test_an_incomplete_symbolic_inference_writes_nothing_into_the_current_direct
     infer_shapes; fc2conv runs its steps without that save, so the folder stays empty."""
     from onnx import helper
     from builders import init, make_model, vi
-    from passes.fc_to_conv import Options, convert, shapes
+    from passes.fc_to_conv import Options, convert
+    from passes.fc_to_conv.graph import shapes
     cls = shapes._symbolic_shape_inference()
     real = cls._infer_impl
     monkeypatch.setattr(cls, "_infer_impl", lambda self, *a, **k: real(self, *a, **k) and False)

@@ -6,8 +6,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from builders import init, make_model, run, vi
-from passes.fc_to_conv.constants import Constants
-from passes.fc_to_conv.graph_index import GraphIndex
+from passes.fc_to_conv.graph.constants import Constants
+from passes.fc_to_conv.graph.graph_index import GraphIndex
 
 I64 = TensorProto.INT64
 

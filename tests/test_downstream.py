@@ -11,9 +11,9 @@ import pytest
 from builders import matmul_add_model
 from passes.fc_to_conv import Options, convert, convert_file
 from passes.fc_to_conv import __main__ as cli_main
-from passes.fc_to_conv import downstream
-from passes.fc_to_conv.canonical import header
-from passes.fc_to_conv.verify import Reference
+from passes.fc_to_conv.verify import downstream
+from passes.fc_to_conv.files.canonical import header
+from passes.fc_to_conv.verify.verdict import Reference
 
 pytest.importorskip("openvino")  # in the test extra; CI installs it
 

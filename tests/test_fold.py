@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from passes.fc_to_conv import fold
+from passes.fc_to_conv.rules import fold
 
 M, K, N = 5, 7, 3
 

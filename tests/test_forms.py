@@ -44,8 +44,8 @@ def test_weight_on_the_left_needs_no_transpose(dtype, x_shape):
 def test_weight_on_the_left_is_a_rule_of_its_own():
     """W @ x is taken by WeightFirstRule, before the Gemm and MatMul rules (which read the weight on the right):
     without it in the list, the MatMul rule refuses the layer for its right operand."""
-    from passes.fc_to_conv.constants import Constants
-    from passes.fc_to_conv.graph_index import GraphIndex
+    from passes.fc_to_conv.graph.constants import Constants
+    from passes.fc_to_conv.graph.graph_index import GraphIndex
     from passes.fc_to_conv.rules import RULES, find_candidates
     from passes.fc_to_conv.rules.weight_first import WeightFirstRule
     nodes = [helper.make_node("MatMul", ["W", "x"], ["h"], name="wx"), helper.make_node("Add", ["h", "b"], ["y"])]

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from passes.fc_to_conv import Options, convert  # noqa: E402
-from passes.fc_to_conv.targets import TARGETS  # noqa: E402
+from passes.fc_to_conv.targets.targets import TARGETS  # noqa: E402
 
 GOLDEN = os.path.join(HERE, "golden_outputs.json")
 MODELS = sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx")) +

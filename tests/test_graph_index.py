@@ -4,8 +4,8 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from builders import init, make_model, vi
-from passes.fc_to_conv.cleanup import prune
-from passes.fc_to_conv.graph_index import GraphIndex, Names, producers, read_counts, readers
+from passes.fc_to_conv.rewrite.cleanup import prune
+from passes.fc_to_conv.graph.graph_index import GraphIndex, Names, producers, read_counts, readers
 
 
 def _model():

@@ -5,8 +5,8 @@ from onnx import TensorProto, helper
 
 from builders import init, make_model, rand, vi
 from passes.fc_to_conv import BadInput
-from passes.fc_to_conv.inputs import make_feeds, parse_input_shapes
-from passes.fc_to_conv.shapes import infer
+from passes.fc_to_conv.verify.inputs import make_feeds, parse_input_shapes
+from passes.fc_to_conv.graph.shapes import infer
 
 
 def embedding_model():
@@ -57,7 +57,7 @@ def test_shape_spec_parsing():
 def test_onehot_indices_cover_the_depth_and_constant_inputs_are_flagged():
     """magika's bytes (int32, 0-256) feed a OneHot of depth 257: they take values across [0, depth), not all ones;
     describe() names each input and flags one whose every value is the same."""
-    from passes.fc_to_conv.inputs import describe
+    from passes.fc_to_conv.verify.inputs import describe
     nodes = [helper.make_node("OneHot", ["bytes", "depth", "onoff"], ["oh"], axis=-1),
              helper.make_node("ReduceSum", ["oh"], ["Y"], keepdims=0)]
     m = make_model(nodes, [vi("bytes", ["batch", 2048], TensorProto.INT32)], [vi("Y", [])],

@@ -65,8 +65,8 @@ def _convert_large(tmp_path):
 def _openvino_matches(src, out):
     """Here, not in the CLI run (--check-with): the CLI's peak memory above is the pass's own."""
     pytest.importorskip("openvino")
-    from passes.fc_to_conv import downstream
-    from passes.fc_to_conv.verify import Reference
+    from passes.fc_to_conv.verify import downstream
+    from passes.fc_to_conv.verify.verdict import Reference
     x = np.random.default_rng(0).standard_normal((2, 8192)).astype(np.float32)
     reference = Reference(str(src), ["h4"], [{"x": x}])
     assert reference.error is None

@@ -11,10 +11,11 @@ from onnx import helper
 
 from builders import assert_converted, init, make_model, ops, vi
 from passes.fc_to_conv import convert
-from passes.fc_to_conv import cleanup, graph_index
-from passes.fc_to_conv.cleanup import drop_unused_nodes
-from passes.fc_to_conv.constants import Constants
-from passes.fc_to_conv.graph_index import GraphIndex
+from passes.fc_to_conv.rewrite import cleanup
+from passes.fc_to_conv.graph import graph_index
+from passes.fc_to_conv.rewrite.cleanup import drop_unused_nodes
+from passes.fc_to_conv.graph.constants import Constants
+from passes.fc_to_conv.graph.graph_index import GraphIndex
 
 LEVELS = 60
 

@@ -7,7 +7,7 @@ import pytest
 
 from builders import assert_converted, set_external_location, matmul_add_model, rand, run
 from passes.fc_to_conv import BadInput, Options, convert_file
-from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.files.model_io import load
 from test_cli import ROOT
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from builders import assert_converted, run
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.graph_index import reads
-from passes.fc_to_conv.model_io import load
+from passes.fc_to_conv.graph.graph_index import reads
+from passes.fc_to_conv.files.model_io import load
 from test_cli import ROOT, cli
 
 MODELS = sorted(glob.glob(os.path.join(ROOT, "models", "*.onnx")))

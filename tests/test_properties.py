@@ -14,7 +14,7 @@ from onnx import helper
 
 from builders import init, make_model, rand, run, vi
 from passes.fc_to_conv import convert
-from passes.fc_to_conv.compare import TOLERANCES
+from passes.fc_to_conv.verify.compare import TOLERANCES
 
 SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

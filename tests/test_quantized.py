@@ -64,7 +64,7 @@ def test_block_quantized_weight_is_skipped_with_its_reason():
 
 def test_a_wrong_quantized_rewrite_is_caught_on_its_own(monkeypatch):
     """The isolated check cuts the DequantizeLinear out with the layer, so a bug in the quantized path shows there."""
-    from passes.fc_to_conv import fold
+    from passes.fc_to_conv.rules import fold
     monkeypatch.setattr(fold, "quantized_conv_axis", lambda axis, trans_b: 1)  # the scale on the wrong axis
     m = qdq_model(k=6, n=6, per_channel=True)
     new, report = convert(m)

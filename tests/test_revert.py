@@ -6,7 +6,9 @@ import pytest
 from onnx import helper
 
 from builders import init, make_model, rand, run, vi
-from passes.fc_to_conv import Options, convert, convert_file, fold, layout
+from passes.fc_to_conv import Options, convert, convert_file
+from passes.fc_to_conv.rules import fold
+from passes.fc_to_conv.rewrite import layout
 from test_rewrite import assert_close
 
 M = K = N = 6
@@ -63,7 +65,7 @@ def _bug_row_bias(mp):
 def _bug_moved_constant(mp):
     """The per-channel constant of an op moved between layers re-laid in reverse channel order."""
     real = layout.image_constant
-    mp.setattr("passes.fc_to_conv.rewrite.image_constant",
+    mp.setattr("passes.fc_to_conv.rewrite.writer.image_constant",
                lambda c, ch, cf=False: None if real(c, ch, cf) is None else real(c[..., ::-1].copy(), ch, cf))
 
 
@@ -152,7 +154,7 @@ def test_a_layer_right_on_its_own_but_wrong_in_the_model_is_found_by_bisection(b
     """The isolated check is made blind (it passes every layer) and alpha is ignored: only the whole model shows
     the bug, and bisection over the 8 layers must find exactly the bad layer, in about 2 log2(8) whole-model runs,
     wherever it stands (a bisection that never tries the last key left it to the 'fail only together' fallback)."""
-    from passes.fc_to_conv import revert
+    from passes.fc_to_conv.verify import revert
     _bug_alpha(monkeypatch)
     from passes.fc_to_conv import api
     for module in (revert, api):   # every check of a layer on its own is blind
@@ -178,9 +180,9 @@ def test_the_revert_loop_stops_when_a_round_excludes_nothing_new():
     """Exclusions that no longer take effect (here: an attempt that ignores them) once made the loop run until
     killed. It must end, with the failing verdict, after a round that finds nothing new."""
     from types import SimpleNamespace
-    from passes.fc_to_conv.revert import Outcome, revert_bad_layers
-    from passes.fc_to_conv.compare import OutputCheck
-    from passes.fc_to_conv.verify import Verification
+    from passes.fc_to_conv.verify.revert import Outcome, revert_bad_layers
+    from passes.fc_to_conv.verify.compare import OutputCheck
+    from passes.fc_to_conv.verify.verdict import Verification
 
     calls = []
 

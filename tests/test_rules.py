@@ -5,12 +5,12 @@ import pytest
 from onnx import helper
 
 from builders import init, make_model, rand, vi
-from passes.fc_to_conv.constants import Constants
-from passes.fc_to_conv.graph_index import GraphIndex
+from passes.fc_to_conv.graph.constants import Constants
+from passes.fc_to_conv.graph.graph_index import GraphIndex
 from passes.fc_to_conv.rules import RULES, CheckContext, Head, Plan, find_candidates
 from passes.fc_to_conv.rules.gemm import GemmRule
 from passes.fc_to_conv.rules.matmul import MatMulAddRule, MatMulRule
-from passes.fc_to_conv.shapes import infer
+from passes.fc_to_conv.graph.shapes import infer
 
 
 def _context(m, mode="full"):

@@ -7,10 +7,10 @@ from onnx import helper
 
 from builders import init, make_model, ops, rand, vi
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.emit import Emitter
-from passes.fc_to_conv.graph_index import Names
-from passes.fc_to_conv.shapes import infer
-from passes.fc_to_conv.simplify import find_chains, simplify
+from passes.fc_to_conv.rewrite.emit import Emitter
+from passes.fc_to_conv.graph.graph_index import Names
+from passes.fc_to_conv.graph.shapes import infer
+from passes.fc_to_conv.rewrite.simplify import find_chains, simplify
 from test_rewrite import convert_and_compare
 
 
@@ -81,7 +81,7 @@ def test_unknown_dims_leave_the_chain_alone():
 
 def test_shipped_transformers_lose_the_layout_round_trips():
     """BERT: 18 Reshape and 18 Transpose added before collapsing; now 10 and 8, and the model still verifies."""
-    from passes.fc_to_conv.model_io import load
+    from passes.fc_to_conv.files.model_io import load
     from test_cli import ROOT
     import os
     model, _ = load(os.path.join(ROOT, "models", "bert_tiny.onnx"))

@@ -10,10 +10,10 @@ from onnx import helper
 
 from builders import assert_converted, init, make_model, ops, rand, vi
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.inputs import make_feeds
-from passes.fc_to_conv.model_io import load
-from passes.fc_to_conv.shapes import infer
-from passes.fc_to_conv.targets import TARGETS
+from passes.fc_to_conv.verify.inputs import make_feeds
+from passes.fc_to_conv.files.model_io import load
+from passes.fc_to_conv.graph.shapes import infer
+from passes.fc_to_conv.targets.targets import TARGETS
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
 C, T, F = 8, 5, 16
@@ -167,9 +167,9 @@ def test_attention_projections_are_found_by_structure():
     """attention.projections follows view ops (Reshape with a computed shape, Transpose, a constant scale) from
     the activation x activation products back to Q, K, V and forward to the output layer, and nothing else: an
     FC layer whose output meets the scores through a non-constant Add (a mask) is not a projection."""
-    from passes.fc_to_conv.attention import projections
-    from passes.fc_to_conv.constants import Constants
-    from passes.fc_to_conv.graph_index import GraphIndex
+    from passes.fc_to_conv.targets.attention import projections
+    from passes.fc_to_conv.graph.constants import Constants
+    from passes.fc_to_conv.graph.graph_index import GraphIndex
     d = 4
     inits = [init(n, rand((d, d), seed=i)) for i, n in enumerate(["wq", "wk", "wv", "wo", "wm"])]
     inits += [init("scale", np.float32(0.5)), init("perm_shape", np.array([0, -1, d], np.int64))]

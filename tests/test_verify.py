@@ -6,7 +6,7 @@ from onnx import helper
 
 from builders import assert_converted, init, make_model, matmul_add_model, rand, vi
 from passes.fc_to_conv import Options, convert
-from passes.fc_to_conv.compare import TOLERANCES, compare_output
+from passes.fc_to_conv.verify.compare import TOLERANCES, compare_output
 
 RTOL, ATOL = TOLERANCES["float32"]
 
@@ -86,7 +86,7 @@ def test_fp16_layers_get_fp16_tolerances():
 def test_an_fp32_rewrite_off_by_1e_4_is_reverted_with_the_fp32_tolerance(monkeypatch):
     """A Conv weight off by a relative 1e-4 fails fp32's rtol (1e-5) and would pass fp16's (5e-3): an fp32 model is
     checked with fp32's tolerance, so the layer is reverted and the report names that tolerance."""
-    from passes.fc_to_conv import fold
+    from passes.fc_to_conv.rules import fold
     real = fold.conv_weight
     monkeypatch.setattr(fold, "conv_weight", lambda *a, **k: (real(*a, **k) * (1 + 1e-4)).astype(np.float32))
     _, report = convert(matmul_add_model(["B", 64], 64, 32, bias_shape=[32]))
@@ -99,7 +99,7 @@ def test_a_sequence_of_maps_is_compared_within_the_tolerance():
     """A ZipMap's output (a list of {label: probability}) differs by 1.2e-7 in one value after a correct rewrite:
     it passes, as the same tensor would (it went through the exact comparison meant for integers and failed with
     'max_abs=0 norm_err=0 (1 of 1 values differ)')."""
-    from passes.fc_to_conv.compare import compare_value
+    from passes.fc_to_conv.verify.compare import compare_value
     ref = [{0: np.float32(0.25), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
     got = [{0: np.float32(0.25 + 1.2e-7), 1: np.float32(0.75)}, {0: np.float32(0.5), 1: np.float32(0.5)}]
     check = compare_value("output_probability", ref, got, RTOL, ATOL)
@@ -110,7 +110,7 @@ def test_a_sequence_of_maps_is_compared_within_the_tolerance():
 
 
 def test_a_sequence_whose_structure_differs_fails_with_both_structures():
-    from passes.fc_to_conv.compare import compare_value
+    from passes.fc_to_conv.verify.compare import compare_value
     ref = [{0: np.float32(1), 1: np.float32(2)}]
     check = compare_value("out", ref, [{0: np.float32(1), 2: np.float32(2)}], RTOL, ATOL)
     assert not check.passed and check.detail == "structure [{0: [], 2: []}] instead of [{0: [], 1: []}]"

@@ -7,7 +7,7 @@
 from .api import Options, convert, convert_file
 from .errors import BadInput
 from .graph_pass import FcToConvPass
-from .result import PassResult
 from .report import Report
+from .result import PassResult
 
 __all__ = ["Options", "convert", "convert_file", "BadInput", "FcToConvPass", "PassResult", "Report"]

@@ -13,13 +13,13 @@ import sys
 from typing import List, Optional
 
 from .api import Options, convert_file
-from .downstream import CHECKERS
 from .errors import BadInput
-from .inputs import load_npz, parse_input_shapes
-from .progress import Progress
 from .graph_pass import MODES
-from .layout import LAYOUTS
-from .targets import TARGETS
+from .progress import Progress
+from .rewrite.layout import LAYOUTS
+from .targets.targets import TARGETS
+from .verify.downstream import CHECKERS
+from .verify.inputs import load_npz, parse_input_shapes
 
 
 class _Parser(argparse.ArgumentParser):

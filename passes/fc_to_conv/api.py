@@ -18,23 +18,24 @@ from typing import Dict, List, Optional, Set, Tuple, Union
 import numpy as np
 import onnx
 
-from . import inputs as feeds_mod
-from . import model_io
 from .errors import BadInput
-from . import canonical, downstream
-from .external import DataSink, stream_model
+from .files import model_io
+from .files import canonical
+from .files.external import DataSink, stream_model
+from .files.sinks import HeldData
+from .files.validate import validate
+from .graph.shapes import infer, light_model
 from .graph_pass import FcToConvPass
-from .result import PassResult
-from .rules import rules
 from .memory import peak_rss
 from .progress import Progress
 from .report import Report, op_counts
-from .shapes import infer, light_model
-from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
-from .sinks import HeldData
-from .validate import validate
-from .compare import output_steps, tolerances
-from .verify import Checked, CheckerVerdict, Reference, is_quantized, run_checker
+from .result import PassResult
+from .rules import rules
+from .verify import inputs as feeds_mod
+from .verify import downstream
+from .verify.compare import output_steps, tolerances
+from .verify.revert import Outcome, check_layer, revert_bad_layers, wrong_alone
+from .verify.verdict import Checked, CheckerVerdict, Reference, is_quantized, run_checker
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Options:
     check_with: Optional[str] = None    # "openvino": a second runtime reads, compiles and runs the result too
     progress: Optional[Progress] = None  # a progress line for long runs (the CLI's, on a terminal)
     convert_dynamic: bool = False       # MatMulInteger -> ConvInteger too (slow on onnxruntime's CPU)
-    target: str = "onnxruntime"         # the runtime the output is for: the graph shape it runs fastest (targets.py)
+    target: str = "onnxruntime"         # the runtime the output is for: the graph shape it runs fastest (targets/targets.py)
 
     def make_pass(self) -> FcToConvPass:
         return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic), self.target)

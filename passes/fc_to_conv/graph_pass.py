@@ -13,20 +13,20 @@ from typing import Dict, List, Optional, Set, Union
 
 import onnx
 
-from .constants import Constants
-from .emit import Emitter
-from .graph_index import Names, default_opset, subgraphs
-from .isolate import layer_model
-from .layout import LAYOUTS
+from .files.sinks import Sink
+from .graph.constants import Constants
+from .graph.graph_index import Names, default_opset, subgraphs
+from .graph.shapes import infer
 from .progress import Progress
-from .region import analyse
 from .result import PassResult, Skipped
-from .rewrite import rewrite
+from .rewrite.emit import Emitter
+from .rewrite.layout import LAYOUTS
+from .rewrite.region import analyse
+from .rewrite.writer import rewrite
 from .rules import RULES, Candidate, CheckContext, Plan, Rule, Skip, find_candidates
-from .shapes import infer
-from .sinks import Sink
 from .steps import AFTER_REWRITE, Run
-from .targets import TARGETS
+from .targets.targets import TARGETS
+from .verify.isolate import layer_model
 
 MODES = ("full", "1x1")
 
@@ -112,7 +112,7 @@ class FcToConvPass:
         return plans
 
     def _verdict(self, cand: Candidate, ctx: CheckContext, kept: Optional[str]) -> Union[Plan, Skip]:
-        """The rule's check, unless the target leaves the layer as it is (targets.py); a layer the rule refuses
+        """The rule's check, unless the target leaves the layer as it is (targets/targets.py); a layer the rule refuses
         keeps the rule's reason."""
         if kept:
             return Skip(cand, kept)

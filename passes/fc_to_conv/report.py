@@ -11,12 +11,12 @@ from typing import Dict, List, Optional
 
 import onnx
 
-from .downstream import Downstream
-from .graph_index import subgraphs
+from .graph.graph_index import subgraphs
 from .result import Skipped
-from .revert import NOT_CHECKED
 from .result import Converted
-from .verify import Verification
+from .verify.downstream import Downstream
+from .verify.revert import NOT_CHECKED
+from .verify.verdict import Verification
 
 
 def op_counts(graph: onnx.GraphProto) -> Dict[str, int]:

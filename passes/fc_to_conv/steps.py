@@ -14,17 +14,17 @@ from typing import Dict, Iterator, Optional, Set
 
 import onnx
 
-from .attention import product_tensors
-from .cleanup import drop_identities, prune
-from .constants import Constants
-from .emit import Emitter
-from .graph_index import GraphIndex, Names, subgraphs
+from .graph.constants import Constants
+from .graph.graph_index import GraphIndex, Names, subgraphs
+from .graph.shapes import TypeShape, infer
 from .progress import Progress
-from .qdq import layout_units, quantize_before_layout
 from .result import PassResult
-from .shapes import TypeShape, infer
-from .simplify import find_chains, simplify
-from .targets import Target
+from .rewrite.cleanup import drop_identities, prune
+from .rewrite.emit import Emitter
+from .rewrite.qdq import layout_units, quantize_before_layout
+from .rewrite.simplify import find_chains, simplify
+from .targets.attention import product_tensors
+from .targets.targets import Target
 
 
 def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:

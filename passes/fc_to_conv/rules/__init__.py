@@ -1,5 +1,5 @@
 """One rule per FC form. A rule matches a node (changes nothing, judges nothing) and checks the Candidate it made:
-a Plan for the rewrite, or a Skip with a one-line reason. rewrite.py emits whatever Conv-like op a Plan names.
+a Plan for the rewrite, or a Skip with a one-line reason. rewrite/writer.py emits whatever Conv-like op a Plan names.
 
     WeightFirstRule     MatMul(W, x), Gemm(W, x): the constant on the left, Conv1d-style   weight_first.py
     WrappedGemmRule, WrappedMatMulRule   Reshape -> Gemm/MatMul -> Reshape: the FC on [..., K]   wrapped.py
@@ -21,16 +21,16 @@ from typing import List, Optional, Protocol, Union
 
 import onnx
 
-from ..constants import Constants
-from .gemm import GemmRule
-from .matmul import MatMulAddRule, MatMulRule
-from .wrapped import WrappedGemmRule, WrappedMatMulRule
-from .layers import ChannelsFirst, Grouped, Head, Rows
-from .plan import Candidate, CheckContext, Plan, QLinear, Quantized, Skip
+from ..graph.constants import Constants
 from .einsum import EinsumRule
-from .weight_first import WeightFirstRule
+from .gemm import GemmRule
 from .known import KnownRule
+from .layers import ChannelsFirst, Grouped, Head, Rows
+from .matmul import MatMulAddRule, MatMulRule
+from .plan import Candidate, CheckContext, Plan, QLinear, Quantized, Skip
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
+from .weight_first import WeightFirstRule
+from .wrapped import WrappedGemmRule, WrappedMatMulRule
 
 
 class Rule(Protocol):

@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from .. import fold
-from ..graph_index import GraphIndex
+from . import fold
+from ..graph.graph_index import GraphIndex
 from .layers import ChannelsFirst
 from .plan import CheckContext, Plan
 from .quantized import quantized_bias

@@ -14,9 +14,9 @@ from typing import Optional, Union
 
 import onnx
 
-from ..constants import Constants
-from ..graph_index import attr
 from . import fc
+from ..graph.constants import Constants
+from ..graph.graph_index import attr
 from .plan import Candidate, CheckContext, Plan, Skip
 
 

@@ -11,7 +11,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import onnx
 
-from .. import fold
+from . import fold
 from .head import find_head
 from .layers import ROWS
 from .plan import Candidate, CheckContext, Plan, Quantized

@@ -9,10 +9,10 @@ from typing import Optional, Union
 
 import onnx
 
-from .. import fold
-from ..constants import Constants
-from ..graph_index import attr
+from . import fold
 from . import fc
+from ..graph.constants import Constants
+from ..graph.graph_index import attr
 from .plan import Candidate, CheckContext, Plan, Skip
 from .quantized import quantized_bias
 

@@ -13,7 +13,7 @@ from typing import Union
 
 import onnx
 
-from .. import fold
+from . import fold
 from . import fc
 from .layers import Grouped
 from .plan import Candidate, CheckContext, Plan, Skip

@@ -6,10 +6,10 @@ from typing import Dict, List, Optional
 
 import onnx
 
-from ..constants import Constants
-from ..graph_index import GraphIndex, attr
-from ..qdq import per_tensor
-from ..shapes import TypeShape
+from ..graph.constants import Constants
+from ..graph.graph_index import GraphIndex, attr
+from ..graph.shapes import TypeShape
+from ..rewrite.qdq import per_tensor
 from .layers import Head
 
 

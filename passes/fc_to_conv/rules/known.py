@@ -5,7 +5,7 @@ from typing import Optional
 
 import onnx
 
-from ..constants import Constants
+from ..graph.constants import Constants
 from .plan import Candidate, CheckContext, Skip
 
 REASONS = {

@@ -7,7 +7,7 @@ Conv weight's shape and kernel, the nodes it makes unnecessary, and how it emits
     Head            a classifier head: an H x W kernel straight on the [N, C, H, W] map         head.py
     Grouped         a weight per group: its own way in and out around a grouped Conv           grouped.py
 
-`emit(writer, plan, hint)` is given the rewrite's writer (rewrite.py), which offers the emitter (`em`), the
+`emit(writer, plan, hint)` is given the rewrite's writer (rewrite/writer.py), which offers the emitter (`em`), the
 layer's Conv (`conv`), the shared way in (`way_in`) and the region's images (`image_of_input`).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Dict, List, Tuple
 
 import onnx
 
-from ..layout import Family, Kind, family_for
-from ..shapes import Dim
+from ..graph.shapes import Dim
+from ..rewrite.layout import Family, Kind, family_for
 
 
 class Rows:

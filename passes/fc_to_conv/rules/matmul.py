@@ -8,12 +8,12 @@ from typing import Optional, Union
 
 import onnx
 
-from ..constants import Constants
 from . import fc
+from ..graph.constants import Constants
+from .add_bias import fusable_add, fuse_bias
+from .grouped import plan_grouped
 from .layers import Grouped
 from .plan import Candidate, CheckContext, Plan, Skip
-from .grouped import plan_grouped
-from .add_bias import fusable_add, fuse_bias
 
 
 class MatMulRule:

@@ -1,6 +1,6 @@
 """What a rule works with: the Candidate it matched, and the Plan (or Skip) its check returns.
 
-A Plan is everything rewrite.py needs to emit the layer: the kind of layer (layers.py, which emits it), the Conv-like
+A Plan is everything rewrite/writer.py needs to emit the layer: the kind of layer (layers.py, which emits it), the Conv-like
 op, how to fold its weight, its bias, the activation's dims, and where the result must appear. Nothing here edits
 the graph.
 """
@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 import onnx
 
-from ..constants import Constants
-from ..shapes import Dim, TypeShape
+from ..graph.constants import Constants
+from ..graph.shapes import Dim, TypeShape
 from .layers import ROWS, Rows
 
 

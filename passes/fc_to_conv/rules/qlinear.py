@@ -18,10 +18,10 @@ from typing import Optional, Union
 import numpy as np
 import onnx
 
-from .. import fold
-from ..constants import Constants
-from ..graph_index import attr
+from . import fold
 from . import fc
+from ..graph.constants import Constants
+from ..graph.graph_index import attr
 from .plan import Candidate, CheckContext, Plan, QLinear, Skip, ZeroPoints
 from .quantized import QUANT_TYPES
 

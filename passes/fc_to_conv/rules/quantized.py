@@ -9,9 +9,9 @@ from typing import Tuple, Union
 import numpy as np
 import onnx
 
-from .. import fold
-from ..constants import Constants
-from ..graph_index import attr
+from . import fold
+from ..graph.constants import Constants
+from ..graph.graph_index import attr
 from .plan import Quantized
 
 T = onnx.TensorProto

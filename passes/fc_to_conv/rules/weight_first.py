@@ -20,13 +20,13 @@ from typing import Optional, Union
 
 import onnx
 
-from .. import fold
-from ..constants import Constants
+from . import fold
 from . import fc
+from ..graph.constants import Constants
 from .add_bias import column_bias, fuse_bias, per_channel_column
 from .gemm import GemmRule
-from .matmul import MatMulAddRule, MatMulRule
 from .layers import CHANNELS_FIRST
+from .matmul import MatMulAddRule, MatMulRule
 from .plan import Candidate, CheckContext, Plan, Skip
 
 

@@ -14,13 +14,13 @@ from typing import List, Optional, Union
 
 import onnx
 
-from ..constants import Constants
-from ..graph_index import GraphIndex
 from . import fc
-from .gemm import GemmRule
+from ..graph.constants import Constants
+from ..graph.graph_index import GraphIndex
 from .add_bias import fusable_add, fuse_bias
-from .matmul import MatMulRule
+from .gemm import GemmRule
 from .layers import Rows
+from .matmul import MatMulRule
 from .plan import Candidate, CheckContext, Plan, Skip
 
 

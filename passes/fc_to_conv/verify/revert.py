@@ -22,9 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import onnx
 
+from ..graph.shapes import infer
 from .inputs import make_feeds
-from .shapes import infer
-from .verify import Reference, Verification, is_quantized
+from .verdict import Reference, Verification, is_quantized
 
 
 @dataclass

@@ -18,8 +18,8 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 from onnx.serialization import registry
 
-from .errors import BadInput
-from .graph_index import tensors
+from ..errors import BadInput
+from ..graph.graph_index import tensors
 from .validate import raw_bytes, validate
 
 PROTOBUF_LIMIT = 2**31 - 1

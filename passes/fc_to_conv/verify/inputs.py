@@ -26,11 +26,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .constants import Constants
-from .errors import BadInput
-from .graph_index import GraphIndex, default_opset
+from ..errors import BadInput
+from ..graph.constants import Constants
+from ..graph.graph_index import GraphIndex, default_opset
+from ..graph.shapes import TypeShape, dims_of
 from .input_dims import STRATEGIES, input_shapes
-from .shapes import TypeShape, dims_of
 
 
 def parse_input_shapes(specs: List[str]) -> Dict[str, List[int]]:

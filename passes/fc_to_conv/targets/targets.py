@@ -36,9 +36,9 @@ from typing import FrozenSet, Iterable, Set, Tuple, Union
 
 import onnx
 
+from ..graph.constants import Constants
+from ..rules import Grouped, Plan
 from .attention import projections
-from .constants import Constants
-from .rules import Grouped, Plan
 from .unfused import feeding
 
 

@@ -7,7 +7,7 @@ commutes with them (it maps each value on its own), so it moves to the chain's s
 
     Conv -> Reshape -> Transpose -> QuantizeLinear      becomes      Conv -> QuantizeLinear -> Reshape -> Transpose
 
-and the layout work runs on the integers. (The way in is handled when it is made: rewrite.py lays out an
+and the layout work runs on the integers. (The way in is handled when it is made: writer.py lays out an
 activation's integers and dequantizes after.) Only chains that contain a node the pass added are touched.
 
 A QDQ compiler (Qualcomm's QNN HTP, through onnxruntime's node units) takes an op only inside a unit
@@ -27,9 +27,9 @@ from typing import Dict, List, Optional, Set
 
 import onnx
 
-from .constants import Constants
+from ..graph.constants import Constants
+from ..graph.graph_index import Names, producers, read_counts
 from .cleanup import drop_value_info
-from .graph_index import Names, producers, read_counts
 
 LAYOUT_OPS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
 

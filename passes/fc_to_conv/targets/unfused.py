@@ -16,7 +16,7 @@ from typing import FrozenSet, Iterable, Set
 
 import onnx
 
-from .graph_index import GraphIndex
+from ..graph.graph_index import GraphIndex
 
 VIEWS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Cast"}
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Tanh", "Sigmoid", "Erf"}

@@ -18,10 +18,10 @@ from typing import Dict, List, Optional, Set
 
 import onnx
 
+from ..graph.graph_index import producers, readers
+from ..graph.shapes import TypeShape
 from .chain_math import Dim, candidates, follow, shape_constant, tensor_dims
 from .emit import Emitter
-from .graph_index import producers, readers
-from .shapes import TypeShape
 
 CHAIN_OPS = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
 

@@ -19,13 +19,13 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 import onnx
 
-from .progress import Progress
-from .rules import Plan
-from .constants import Constants
-from .emit import Emitter
-from .conv_inputs import ConvInputs
-from .result import Converted
+from ..graph.constants import Constants
+from ..progress import Progress
+from ..result import Converted
+from ..rules import Plan
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
+from .conv_inputs import ConvInputs
+from .emit import Emitter
 from .layout import Family, image_constant
 from .qdq import per_tensor
 from .region import Region

@@ -16,9 +16,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import onnx
 from onnx import shape_inference
 
+from ..files.validate import elements
 from .constants import Constants
 from .graph_index import GraphIndex, default_opset, subgraphs
-from .validate import elements
 
 Dim = Union[int, str, None]
 TypeShape = Tuple[int, Optional[List[Dim]]]  # (elem_type, dims or None when the rank is unknown)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from ..rules import Plan
 from .emit import Emitter
-from .rules import Plan
 
 
 class ConvInputs:

@@ -22,9 +22,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .external import read_tensor
+from ..files.external import read_tensor
+from ..files.sinks import Sink
 from .graph_index import GraphIndex, attr
-from .sinks import Sink
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
                 "Mul", "Div", "Add", "Sub", "ConstantOfShape", "DequantizeLinear")

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .rules import Plan
-from .constants import Constants
-from .shapes import TypeShape
+from ..graph.constants import Constants
+from ..graph.shapes import TypeShape
+from ..rules import Plan
 
 
 def _value_info(name: str, shapes: Dict[str, TypeShape], elem: int) -> onnx.ValueInfoProto:

@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import external_data_helper, helper, numpy_helper
 
-from .errors import BadInput
-from .graph_index import tensors
+from ..errors import BadInput
+from ..graph.graph_index import tensors
 from .sinks import THRESHOLD, location_of, mark
 
 CHUNK = 64 * 2**20

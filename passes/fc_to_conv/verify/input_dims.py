@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .shapes import dims_of
+from ..graph.shapes import dims_of
 
 
 class Fill(Enum):

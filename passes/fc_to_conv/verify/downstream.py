@@ -5,7 +5,7 @@ onnxruntime alone proves the numbers; it does not prove that another parser acce
 compiler lowers the Convs and layout nodes correctly. `--check-with openvino` asks OpenVINO (an optional extra:
 `pip install -e ".[openvino]"`): `Core.read_model` on the written file, `compile_model` for CPU with
 INFERENCE_PRECISION_HINT f32 (so that its CPU plugin does not compute in bf16 where the processor has it), then
-one inference per input set. The comparison and the tolerances are verify.py's.
+one inference per input set. The comparison and the tolerances are verdict.py's and compare.py's.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import onnx
 
-from .errors import BadInput
+from ..errors import BadInput
 from .compare import OutputCheck, compare_output
-from .verify import Reference, first_line, to_file
+from .verdict import Reference, first_line, to_file
 
 CHECKERS = ("openvino",)
 

@@ -38,8 +38,8 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..graph.shapes import Dim
 from .emit import Emitter
-from .shapes import Dim
 
 
 class Kind(str, Enum):

@@ -29,10 +29,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from ..files.model_io import needs_external
+from ..progress import Progress
 from .compare import OutputCheck, compare_value
 from .inputs import describe
-from .progress import Progress
-from .model_io import needs_external
 
 class Checked(Enum):
     PASSED = "PASSED"

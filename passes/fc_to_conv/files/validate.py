@@ -15,8 +15,8 @@ from typing import Dict, Set
 import onnx
 from onnx import defs, helper
 
-from .errors import BadInput
-from .graph_index import producers, subgraphs
+from ..errors import BadInput
+from ..graph.graph_index import producers, subgraphs
 
 T = onnx.TensorProto
 _TYPED_FIELD = {T.FLOAT: ("float_data", 1), T.DOUBLE: ("double_data", 1), T.INT64: ("int64_data", 1),

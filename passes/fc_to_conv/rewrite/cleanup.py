@@ -9,7 +9,7 @@ from typing import List, Set
 
 import onnx
 
-from .graph_index import producers, read_counts, reads, readers, subgraphs
+from ..graph.graph_index import producers, read_counts, reads, readers, subgraphs
 
 
 def prune(graph: onnx.GraphProto, names: Set[str], ir: int) -> None:

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import onnx
 
-from .shapes import TypeShape
+from ..graph.shapes import TypeShape
 
 Dim = Union[int, str]
 

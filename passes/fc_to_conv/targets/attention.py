@@ -17,7 +17,7 @@ from typing import Iterable, List, Optional, Set
 
 import onnx
 
-from .constants import Constants
+from ..graph.constants import Constants
 
 VIEWS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Split", "Slice", "Identity", "Cast", "Gather"}
 SCALING = {"Add", "Sub", "Mul", "Div"}

@@ -1,7 +1,7 @@
 """Makes the new nodes and constants of a rewrite, with fresh names and the right operator versions.
 
 Constants become initializers of the main graph, also for rewrites inside If/Loop/Scan bodies, which read them
-from the outer scope. (Below IR version 4 every initializer is also listed as a graph input; rewrite.py
+from the outer scope. (Below IR version 4 every initializer is also listed as a graph input; steps.py
 lists the new ones, as exporters of that era did. Constant nodes are no way around that: before opset 9 a Constant
 cannot hold the int64 shapes that Reshape needs.)
 """
@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .sinks import THRESHOLD, Sink
-from .graph_index import Names
+from ..files.sinks import THRESHOLD, Sink
+from ..graph.graph_index import Names
 
 
 class Emitter:

@@ -22,12 +22,12 @@ from typing import Dict, List, Optional, Set
 
 import onnx
 
-from .rules import Plan
-from .constants import Constants
-from .graph_index import GraphIndex, attr
+from ..graph.constants import Constants
+from ..graph.graph_index import GraphIndex, attr
+from ..graph.shapes import TypeShape
+from ..rules import Plan
 from .layout import Family, image_constant
 from .qdq import per_tensor
-from .shapes import TypeShape
 
 UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
          "Softsign", "Gelu", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Identity", "Cast", "Mish",
