@@ -2,10 +2,12 @@
 quantized one kept quantized), its bias, and a QOperator or integer layer's scales and zero points."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, TYPE_CHECKING
 
-from ..rules import Plan
 from .emit import Emitter
+
+if TYPE_CHECKING:   # (rules/ builds on rewrite/'s layout; the rewrite reads Plans, never imports rules)
+    from ..rules import Plan
 
 
 class ConvInputs:

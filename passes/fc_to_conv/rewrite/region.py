@@ -18,16 +18,18 @@ before the heads split) runs on the image too; each part leaves, and its way out
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, TYPE_CHECKING
 
 import onnx
 
 from ..graph.constants import Constants
 from ..graph.graph_index import GraphIndex, attr
 from ..graph.shapes import TypeShape
-from ..rules import Plan
 from .layout import Family, image_constant
 from .qdq import per_tensor
+
+if TYPE_CHECKING:   # (rules/ builds on rewrite/'s layout; the rewrite reads Plans, never imports rules)
+    from ..rules import Plan
 
 UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus",
          "Softsign", "Gelu", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Identity", "Cast", "Mish",

@@ -14,7 +14,7 @@ nothing reads them any more.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -22,13 +22,15 @@ import onnx
 from ..graph.constants import Constants
 from ..progress import Progress
 from ..result import Converted
-from ..rules import Plan
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
 from .conv_inputs import ConvInputs
 from .emit import Emitter
 from .layout import Family, image_constant
 from .qdq import per_tensor
 from .region import Region
+
+if TYPE_CHECKING:   # (rules/ builds on rewrite/'s layout; the rewrite reads Plans, never imports rules)
+    from ..rules import Plan
 
 
 class _Writer:
