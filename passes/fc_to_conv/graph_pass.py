@@ -52,10 +52,12 @@ class FcToConvPass:
         opset, names = default_opset(model), Names(model.graph)
         run = Run(model, opset, names, infer(model), Emitter(names, opset, model.graph, sink), exclude or {},
                    isolate, base_dir, progress or Progress(None))
+        run.result.model = model
         self._graph(run, model.graph, None, "")
+        run.result.steps["convert"] = bool(run.result.converted)
         run.emitter.begin()
         for step in AFTER_REWRITE:
-            step(run, self.target)
+            run.result.steps[step.__name__] = step(run, self.target)
         return run.result
 
     def _graph(self, run: Run, graph: onnx.GraphProto, outer: Optional[Constants], scope: str) -> Set[str]:
@@ -70,8 +72,8 @@ class FcToConvPass:
         used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
         converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,
                             {n for n in released if n in local}, run.progress)
-        for c, plan in zip(converted, plans):
-            c.name, c.key = scope + c.name, plan.cand.key
+        for c in converted:
+            c.name = scope + c.name
         run.result.converted.extend(converted)
         return {n for n in released if n not in local} | used_outer
 

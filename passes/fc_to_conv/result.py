@@ -34,7 +34,15 @@ class Skipped:
 
 @dataclass
 class PassResult:
+    """What a run of the pass did to `model` (edited in place): the layers, and each step with whether it changed
+    the model ("convert", then steps.AFTER_REWRITE in order)."""
+    model: Optional[onnx.ModelProto] = None
+    steps: Dict[str, bool] = field(default_factory=dict)
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Skipped] = field(default_factory=list)
     reverted: List[Skipped] = field(default_factory=list)
     layers: Dict[str, onnx.ModelProto] = field(default_factory=dict)   # key -> the layer cut out (isolate.py)
+
+    @property
+    def modified(self) -> bool:
+        return any(self.steps.values())

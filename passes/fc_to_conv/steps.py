@@ -1,5 +1,6 @@
 """One run of the pass over one model (Run), and the steps that follow the rewrite of its FC layers, each a
-function of the run and the target, in this order (AFTER_REWRITE):
+function of the run and the target that returns whether it changed the model (PassResult.steps), in this order
+(AFTER_REWRITE):
 
     collapse_chains        merge the ways in and out with the model's own Reshapes and Transposes (simplify.py);
                            for a target that keeps the attention's chains, not those at its products
@@ -57,7 +58,7 @@ class Run:
         return Constants(GraphIndex(graph), self.ir, self.opset, outer, self.base_dir, self.emitter.sink)
 
 
-def collapse_chains(run: Run, target: Target) -> None:
+def collapse_chains(run: Run, target: Target) -> bool:
     """Collapse the Reshape/Transpose chains that mix the pass's nodes with the model's; innermost graphs first:
     rebuilding a graph's node list copies the subgraphs inside it, so an enclosing graph is edited only after
     everything within it is done."""
@@ -67,7 +68,7 @@ def collapse_chains(run: Run, target: Target) -> None:
         chains = [(g, [c for c in found if not {c[0].input[0], c[-1].output[0]} & attention])
                   for g, found in chains for attention in [product_tensors(g.node, run.constants(g))]]
     if not any(c for _, c in chains):
-        return
+        return False
     shapes = infer(run.model)
     freed: Set[str] = set()
     for g, found in reversed(chains):
@@ -77,22 +78,28 @@ def collapse_chains(run: Run, target: Target) -> None:
         prune(g, local, run.ir)
         freed |= local
     prune(graph, freed | set(em.initializers), run.ir)
+    return True
 
 
-def qdq_form(run: Run, target: Target) -> None:
+def qdq_form(run: Run, target: Target) -> bool:
     em, graph = run.emitter, run.model.graph
-    if em.added and any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
-        for g in graphs(graph):
-            consts = run.constants(g)   # reads scales and zero points, which neither step changes
-            quantize_before_layout(g, em.added, consts)
-            layout_units(g, em.added, consts, run.names)
+    if not em.added or not any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
+        return False
+    changed = False
+    for g in graphs(graph):
+        consts = run.constants(g)   # reads scales and zero points, which neither step changes
+        changed |= quantize_before_layout(g, em.added, consts)
+        changed |= layout_units(g, em.added, consts, run.names)
+    return changed
 
 
-def list_new_initializers(run: Run, target: Target) -> None:
-    if run.model.ir_version < 4:
-        new = set(run.emitter.initializers)
-        run.model.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
-                                     for t in run.model.graph.initializer if t.name in new)
+def list_new_initializers(run: Run, target: Target) -> bool:
+    if run.model.ir_version >= 4 or not run.emitter.initializers:
+        return False
+    new = set(run.emitter.initializers)
+    run.model.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+                                 for t in run.model.graph.initializer if t.name in new)
+    return True
 
 
 AFTER_REWRITE = (collapse_chains, qdq_form, list_new_initializers)

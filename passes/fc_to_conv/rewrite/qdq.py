@@ -45,9 +45,9 @@ def per_tensor(node: onnx.NodeProto, consts: Constants) -> bool:
     return True
 
 
-def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Constants) -> None:
+def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Constants) -> bool:
     """Move each per-tensor QuantizeLinear that ends a chain of layout nodes (one of them added by the pass) to the
-    chain's start."""
+    chain's start. Whether it moved any."""
     nodes = list(graph.node)
     counts = read_counts(nodes, graph)
     producer = producers(nodes)
@@ -83,6 +83,7 @@ def quantize_before_layout(graph: onnx.GraphProto, added: Set[str], consts: Cons
             order.append(node)
         del graph.node[:]
         graph.node.extend(order)
+    return bool(before)
 
 
 def _quantizer(name: str, producer: Dict[str, onnx.NodeProto], consts: Constants) -> Optional[onnx.NodeProto]:
@@ -95,9 +96,9 @@ def _quantizer(name: str, producer: Dict[str, onnx.NodeProto], consts: Constants
     return node
 
 
-def layout_units(graph: onnx.GraphProto, added: Set[str], consts: Constants, names: Names) -> None:
+def layout_units(graph: onnx.GraphProto, added: Set[str], consts: Constants, names: Names) -> bool:
     """Wrap each layout op the pass added on quantized integers in DequantizeLinear / QuantizeLinear with the
-    quantization of the QuantizeLinear those integers come from."""
+    quantization of the QuantizeLinear those integers come from. Whether it wrapped any."""
     nodes = list(graph.node)
     producer = producers(nodes)
     quantizer = {id(n): _quantizer(n.input[0], producer, consts) for n in nodes
@@ -117,6 +118,8 @@ def layout_units(graph: onnx.GraphProto, added: Set[str], consts: Constants, nam
         order.append(onnx.helper.make_node("QuantizeLinear", [real_out] + params, [node.output[0]],
                                            names.fresh(node.name + "_q"), domain=q.domain, **q_attrs))
         node.input[0], node.output[0] = real_in, real_out
-    if len(order) != len(nodes):
-        del graph.node[:]
-        graph.node.extend(order)
+    if len(order) == len(nodes):
+        return False
+    del graph.node[:]
+    graph.node.extend(order)
+    return True

@@ -200,7 +200,8 @@ def _converted(plan: Plan, conv: str, layout: str) -> Converted:
     return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
                      conv, plan.weight_shape, plan.layer.label or layout, str(plan.np_dtype),
                      "x".join(map(str, plan.layer.kernel)),
-                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op, plan.notes)
+                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op, plan.notes,
+                     cand.key)
 
 
 def _tensor_names(graph: onnx.GraphProto) -> Set[str]:
