@@ -156,15 +156,15 @@ def test_a_layer_right_on_its_own_but_wrong_in_the_model_is_found_by_bisection(b
     wherever it stands (a bisection that never tries the last key left it to the 'fail only together' fallback)."""
     from passes.fc_to_conv.verify import revert
     _bug_alpha(monkeypatch)
-    from passes.fc_to_conv import api
-    for module in (revert, api):   # every check of a layer on its own is blind
+    from passes.fc_to_conv.verify import policy
+    for module in (revert, policy):   # every check of a layer on its own is blind
         monkeypatch.setattr(module, "check_layer", lambda *a, **k: "")
     attempts = []
     real = revert.revert_bad_layers
 
     def counting(attempt, *rest):
         return real(lambda exclude: attempts.append(dict(exclude)) or attempt(exclude), *rest)
-    monkeypatch.setattr("passes.fc_to_conv.api.revert_bad_layers", counting)
+    monkeypatch.setattr("passes.fc_to_conv.verify.policy.revert_bad_layers", counting)
     m = _deep_model(alpha_at=bad)
     new, report = convert(m)
     assert report.verified, report.text()
@@ -226,8 +226,8 @@ def test_the_report_shows_the_check_of_each_layer_on_its_own():
 
 
 def test_over_the_weight_limit_layers_are_checked_on_their_own_only_after_a_failure(monkeypatch):
-    from passes.fc_to_conv import api
-    monkeypatch.setattr(api, "LAYER_CHECK_MAX_BYTES", 0)
+    from passes.fc_to_conv.verify import policy
+    monkeypatch.setattr(policy, "LAYER_CHECK_MAX_BYTES", 0)
     _, report = convert(_hidden_layer_model())
     assert report.verification.layers_alone is None
     assert "  each converted layer on its own: not run (over 1 GB of weights: the whole model only)" \
