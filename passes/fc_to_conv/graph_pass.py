@@ -55,7 +55,6 @@ class FcToConvPass:
         run.result.model = model
         self._graph(run, model.graph, None, "")
         run.result.steps["convert"] = bool(run.result.converted)
-        run.emitter.begin()
         for step in AFTER_REWRITE:
             run.result.steps[step.__name__] = step(run, self.target)
         return run.result

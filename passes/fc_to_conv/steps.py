@@ -73,7 +73,6 @@ def collapse_chains(run: Run, target: Target) -> bool:
     freed: Set[str] = set()
     for g, found in reversed(chains):
         local = simplify(g, found, shapes, em) if found else set()
-        em.begin()
         drop_identities(g, em.added)
         prune(g, local, run.ir)
         freed |= local

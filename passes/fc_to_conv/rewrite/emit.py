@@ -23,14 +23,25 @@ class Emitter:
         self.opset = opset
         self.graph = graph                        # the main graph, which holds every new constant
         self.sink = sink                          # where large new constants go when the output is streamed
-        self.nodes: List[onnx.NodeProto] = []     # for the node being rewritten, in order
+        self.nodes: List[onnx.NodeProto] = []     # made since the last take() or trial(), in order
         self.initializers: List[str] = []         # names of the constants made in the whole run
-        self.added: Set[str] = set()              # names of the nodes made in the whole run
+        self.added: Set[str] = set()              # names of the nodes the run put into the model
         self._shapes = {}
 
-    def begin(self) -> None:
-        self.added.update(n.name for n in self.nodes)
-        self.nodes = []
+    def take(self) -> List[onnx.NodeProto]:
+        """The nodes made since the last take or trial, for the caller to put into the model: they count as added."""
+        return self.keep(self.trial())
+
+    def trial(self) -> List[onnx.NodeProto]:
+        """The nodes made since the last take or trial, not (yet) counted as added: one of several tries, of which
+        the caller keeps one (keep) or none. (Constants a discarded try made stay in the graph until the prune.)"""
+        nodes, self.nodes = self.nodes, []
+        return nodes
+
+    def keep(self, nodes: List[onnx.NodeProto]) -> List[onnx.NodeProto]:
+        """`nodes`, now counted as added (see take)."""
+        self.added.update(n.name for n in nodes)
+        return nodes
 
     def constant(self, hint: str, value: np.ndarray) -> str:
         """A new initializer of the main graph, written into it at once (no second copy of a large weight)."""

@@ -79,14 +79,13 @@ def simplify(graph: onnx.GraphProto, chains: List[List[onnx.NodeProto]], shapes:
         # merged atoms make fewer transposed dims, but a reshape after the permutation may then be unable to say
         # where a dynamic dim goes: try both, keep the shorter that can be written
         for dims, order in candidates(atom_dims, perm, out_dims):
-            em.begin()
-            if _emit(em, chain[0].input[0], src, dims, order, out_dims, final, final + "_collapsed") \
-                    and (best is None or len(em.nodes) < len(best)):
-                best = list(em.nodes)
-        em.begin()
+            written = _emit(em, chain[0].input[0], src, dims, order, out_dims, final, final + "_collapsed")
+            tried = em.trial()
+            if written and (best is None or len(tried) < len(best)):
+                best = tried
         if best is None or len(best) >= len(chain):
             continue
-        replace[id(chain[-1])] = best
+        replace[id(chain[-1])] = em.keep(best)
         drop.update(id(n) for n in chain[:-1])
         freed.update(i for n in chain for i in n.input[1:] if i)
     if replace:

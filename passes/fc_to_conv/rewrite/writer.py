@@ -167,7 +167,6 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         if id(node) in fused:
             continue
         plan = plan_of.get(id(node))
-        em.begin()
         if plan is not None:
             conv = writer.layer(plan)
             writer.images.exits([plan.output])
@@ -179,7 +178,7 @@ def rewrite(graph: onnx.GraphProto, consts: Constants, plans: List[Plan], em: Em
         else:
             new_nodes.append(node)
             continue
-        new_nodes.extend(em.nodes)
+        new_nodes.extend(em.take())
     sources = {name for p in plans for name in (p.cand.w, p.cand.c) if name} | set(released) | writer.images.relaid
     sources |= {i for p in plans for n in p.absorbed for i in n.input[1:] if i}   # a wrapped Gemm's Reshape shape
     removable = {id(n) for n in consts.source_nodes(sources)}
