@@ -63,6 +63,52 @@ def test_qnn_target_on_gpt2_leaves_only_the_layers_before_its_gelus():
     assert len(report.converted) == 6, report.text()
 
 
+def relu_mlp(tokens, clamp="Relu", opset=17):
+    """x [B, tokens, 8] -> fc1 -> Relu (or ReLU6 as Clip) -> fc2."""
+    inits = [init("w1", rand((8, 16), seed=1)), init("w2", rand((16, 8), seed=2))]
+    if clamp == "Relu":
+        act = helper.make_node("Relu", ["h"], ["r"], name="act")
+    elif opset >= 11:
+        inits += [init("lo", np.array(0, np.float32)), init("hi", np.array(0.25, np.float32))]
+        act = helper.make_node("Clip", ["h", "lo", "hi"], ["r"], name="act")
+    else:
+        act = helper.make_node("Clip", ["h"], ["r"], name="act", min=0.0, max=0.25)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"), act,
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    return make_model(nodes, [vi("x", ["b", tokens, 8])], [vi("y", ["b", tokens, 8])], inits, opset=opset)
+
+
+@pytest.mark.parametrize("clamp,opset", [("Relu", 17), ("Clip", 17), ("Clip", 9)])
+def test_qnn_target_writes_a_relu_on_a_wide_image_as_max_and_min(clamp, opset):
+    """HTP runs Max after a Conv for a fraction of a Relu's cost once the image has 16 rows (rewrite/clamps.py):
+    a Relu becomes Max(x, 0), a Clip Min(Max(x, lo), hi), with its bounds from its inputs or (opset < 11) its
+    attributes; the result verifies (the report, and onnxruntime here against the original on values that cross
+    both bounds). With 8 rows, or for another target, the Relu stays."""
+    from builders import ops, run
+    m = relu_mlp(16, clamp, opset)
+    new, report = convert(m, Options(target="qnn"))
+    assert report.verified and len(report.converted) == 2, report.text()
+    assert clamp not in ops(new) and ops(new).count("Max") == 1
+    assert ops(new).count("Min") == (clamp == "Clip")
+    x = rand((2, 16, 8), seed=5) * 4
+    np.testing.assert_allclose(run(new, {"x": x})[0], run(m, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    assert clamp in ops(convert(relu_mlp(8, clamp, opset), Options(target="qnn"))[0])
+    assert clamp in ops(convert(m)[0])
+
+
+def test_qnn_target_writes_a_relu_on_a_dynamic_sequence_as_max_and_keeps_one_on_a_batch_of_rows():
+    """A dynamic dim on the image's width counts as many rows when it is a sequence ([B, T, K]: T), not when it
+    is the leading dim ([M, K]: M rows, most often a batch of 1)."""
+    from builders import ops
+    seq = relu_mlp("t")
+    assert "Max" in ops(convert(seq, Options(target="qnn"))[0])
+    rows = make_model([helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+                       helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])],
+                      [vi("x", ["m", 8])], [vi("y", ["m", 8])],
+                      [init("w1", rand((8, 16), seed=1)), init("w2", rand((16, 8), seed=2))])
+    assert "Relu" in ops(convert(rows, Options(target="qnn"))[0])
+
+
 QDQ = ["mlp_qdq_u8", "cnn_qdq_u8_pc", "vit_qdq_u8_pc"]   # bert_qdq_u16: the original fails on HTP (MEM_ALLOC)
 FLOAT = ["mlp", "cnn_classifier", "resnet_tiny", "vit_tiny", "bert_tiny", "gpt_tiny", "transformer_block",
          "grouped", "hf_gpt2", "audio_block", "wrapped_gemms"]

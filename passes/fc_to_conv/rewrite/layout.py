@@ -69,6 +69,18 @@ class Family:
     def channels_first(self) -> bool:
         return self.kind is Kind.CHANNELS_FIRST
 
+    def wide(self, rows: int) -> bool:
+        """Whether the family's images hold at least `rows` rows on their height and width. A dynamic dim there
+        counts as many when it is not the leading dim (a sequence; the leading dim is a batch, and a batch of
+        rows on the width is most often 1)."""
+        rank = len(self.lead) + 1
+        if self.kind is Kind.BATCH or rank == 1 or self._single_row():
+            return False
+        spatial = self.lead[-1:] if rank == 2 else self.lead[1:]
+        if all(isinstance(d, int) for d in spatial):
+            return int(np.prod(spatial)) >= rows
+        return rank >= 3
+
     def _single_row(self) -> bool:
         return len(self.lead) == 1 and self.lead[0] == 1
 

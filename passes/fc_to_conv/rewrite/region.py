@@ -17,7 +17,7 @@ before the heads split) runs on the image too; each part leaves, and its way out
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Set, TYPE_CHECKING
 
 import onnx
@@ -25,6 +25,7 @@ import onnx
 from ..graph.constants import Constants
 from ..graph.graph_index import GraphIndex, attr
 from ..graph.shapes import TypeShape
+from .clamps import CLAMPS, FLOATS, WIDE
 from .layout import Family, image_constant
 from .qdq import per_tensor
 
@@ -51,6 +52,7 @@ class Region:
     moved: Dict[int, onnx.NodeProto]
     exits: Set[str]
     reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
+    as_max_min: Dict[int, int] = field(default_factory=dict)   # moved Relu / Clip id -> its float type (clamps.py)
 
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
@@ -111,7 +113,7 @@ def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Con
 
 
 def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
-            shapes: Dict[str, TypeShape], layout: str, splits: bool = False) -> Region:
+            shapes: Dict[str, TypeShape], layout: str, splits: bool = False, clamps: bool = False) -> Region:
     plan_of = {id(p.cand.node): p for p in plans}
     image_of: Dict[str, Image] = {}
     moved: Dict[int, onnx.NodeProto] = {}
@@ -157,5 +159,21 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     exits = {t for t in image_of
              if t in index.graph_outputs or len(image_readers(t)) < len(index.consumers.get(t, []))}
     reads_image = {id(p.cand.node): p.layer.reads_image(p) and p.cand.x in image_of for p in plans}
-    return Region(image_of, moved, exits, reads_image)
+    return Region(image_of, moved, exits, reads_image,
+                  _as_max_min(moved, image_of, index, shapes) if clamps else {})
+
+
+def _as_max_min(moved: Dict[int, onnx.NodeProto], image_of: Dict[str, Image], index: GraphIndex,
+                shapes: Dict[str, TypeShape]) -> Dict[int, int]:
+    """The moved float Relus and Clips on wide images (clamps.py), outside QDQ units, with their element type."""
+    found = {}
+    for key, node in moved.items():
+        elem = shapes.get(node.output[0], (0, None))[0]
+        source = index.producer.get(node.input[0])
+        if node.op_type in CLAMPS and node.domain in ("", "ai.onnx") and elem in FLOATS \
+                and image_of[node.output[0]].family.wide(WIDE) \
+                and not (source is not None and source.op_type == "DequantizeLinear") \
+                and not any(r.op_type == "QuantizeLinear" for r in index.consumers.get(node.output[0], [])):
+            found[key] = elem
+    return found
 

@@ -23,6 +23,7 @@ from ..graph.constants import Constants
 from ..progress import Progress
 from ..result import Converted
 from .cleanup import drop_unused_initializers, drop_unused_nodes, drop_value_info
+from .clamps import as_max_min
 from .conv_inputs import ConvInputs
 from .emit import Emitter
 from .layout import Family, image_constant
@@ -113,6 +114,8 @@ class _Images:
             inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels, cf))
         out = em.names.fresh(node.output[0] + "_image")
         self.image[node.output[0]] = out
+        if id(node) in self.region.as_max_min:
+            return as_max_min(node, inputs, out, em, self.region.as_max_min[id(node)])
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = em.names.fresh((node.name or node.output[0]) + "_image")

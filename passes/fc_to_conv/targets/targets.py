@@ -24,7 +24,9 @@ ncnn         as onnxruntime, but an attention's Q, K, V and output layers stay a
              separate MatMul, Softmax, Permute and Reshape layers. Every other FC layer converts.
 qnn          as onnxruntime, but a layer whose output reaches a Tanh through element-wise ops stays FC (unfused.py):
              Qualcomm's HTP fuses GPT-2's tanh GELU after a FullyConnected, not after a Conv (emulator: 3.22x ->
-             1.06x the original's cycles).
+             1.06x the original's cycles); and a Relu or Clip between layers, on an image with 16 rows or more,
+             becomes Max / Min, the same function, which HTP runs after a Conv at a fraction of a Relu's cost
+             (rewrite/clamps.py; wrapped_gemms: 1.58x -> the README's QNN table).
 rknn         as onnxruntime, but grouped layers stay FC: RKNN converts FC layers to Convs itself and runs a grouped
              Conv as Split + Convs + Concat (1.054x fp16).
 ethos-u      every FC layer stays: Vela runs FullyConnected better than a 1x1 Conv (issue 18: 1.47x-2.05x).
@@ -106,12 +108,13 @@ class Target:
     keep's `plan` (a layer its rule refused keeps the rule's reason)."""
     collapse_head_split: bool  # also collapse the chains into an attention product (and split a fused QKV layer)
     keeps: Tuple[Keep, ...] = ()
+    clamps_as_max_min: bool = False   # a Relu or Clip on a wide image as Max / Min (rewrite/clamps.py)
 
 
 TARGETS = {
     "onnxruntime": Target(collapse_head_split=True),
     "openvino": Target(collapse_head_split=False),
-    "qnn": Target(collapse_head_split=True, keeps=(KeepFeeding(
+    "qnn": Target(collapse_head_split=True, clamps_as_max_min=True, keeps=(KeepFeeding(
         frozenset({"Tanh"}), "its output reaches a Tanh through element-wise ops, left for QNN (--target qnn): HTP "
                              "fuses such a chain after a FullyConnected, not after a Conv (GPT-2's tanh GELU: 2.9x "
                              "the cycles converted)"),)),
