@@ -44,7 +44,8 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                    help="the runtime the output is for (default onnxruntime); openvino keeps the attention's "
                         "head split as the model wrote it, which OpenVINO fuses into its attention kernel; ncnn "
                         "leaves attention projections for ncnn's fused attention; qnn (Qualcomm HTP) leaves layers "
-                        "that feed a Tanh chain; rknn leaves grouped layers; ethos-u leaves every layer FC, which "
+                        "that feed a Tanh chain and writes Relus between layers as Max; rknn converts only Reshape-"
+                        "wrapped layers (RKNN converts the others itself); ethos-u leaves every layer FC, which "
                         "Ethos-U runs better (see the README's Targets and Performance sections)")
     p.add_argument("--no-verify", action="store_true",
                    help="write the model without running it against the original (not recommended)")

@@ -27,8 +27,10 @@ qnn          as onnxruntime, but a layer whose output reaches a Tanh through ele
              1.06x the original's cycles); and a Relu or Clip between layers, on an image with 16 rows or more,
              becomes Max / Min, the same function, which HTP runs after a Conv at a fraction of a Relu's cost
              (rewrite/clamps.py; wrapped_gemms: 1.58x -> the README's QNN table).
-rknn         as onnxruntime, but grouped layers stay FC: RKNN converts FC layers to Convs itself and runs a grouped
-             Conv as Split + Convs + Concat (1.054x fp16).
+rknn         only Reshape-wrapped layers (Reshape -> Gemm/MatMul -> Reshape) convert: RKNN converts FC layers to
+             Convs itself, where fc2conv's Conv with its bias read more (hf_distilbert 1.016x fp16) and a grouped
+             Conv ran as Split + Convs + Concat (1.054x); a wrapped layer converted ran at 0.175x, and GPT-2's
+             wrapped Gemms converted are what RKNN then computes rightly.
 ethos-u      every FC layer stays: Vela runs FullyConnected better than a 1x1 Conv (issue 18: 1.47x-2.05x).
 """
 from __future__ import annotations
@@ -98,7 +100,16 @@ class KeepAll(_OnPlan):
         return True
 
 
-Keep = Union[KeepProjections, KeepFeeding, KeepGrouped, KeepAll]
+@dataclass(frozen=True)
+class KeepUnwrapped(_OnPlan):
+    """Every layer its rule accepted but a Reshape-wrapped one (rules/wrapped.py: its Reshapes go with it)."""
+    reason: str
+
+    def plan(self, plan: Plan) -> bool:
+        return not plan.absorbed
+
+
+Keep = Union[KeepProjections, KeepFeeding, KeepGrouped, KeepAll, KeepUnwrapped]
 
 
 @dataclass(frozen=True)
@@ -121,7 +132,10 @@ TARGETS = {
     "rknn": Target(collapse_head_split=True, keeps=(KeepGrouped(
         "a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one exMatMul and the "
         "grouped Conv as Split + one Conv per group + Concat (grouped.onnx, fp16 on RK3588: 1.054x the cycles "
-        "converted)"),)),
+        "converted)"), KeepUnwrapped(
+        "left for RKNN (--target rknn), which turns FC layers into Convs itself (convert_exmatmul_to_conv); "
+        "fc2conv's Conv, bias included, reads more (hf_distilbert, fp16 on RK3588: 1.016x the cycles converted). "
+        "Only Reshape-wrapped layers convert (wrapped_gemms: 0.175x)"))),
     "ethos-u": Target(collapse_head_split=True, keeps=(KeepAll(
         "left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a FullyConnected better than the "
         "1x1 Conv (transformer_block 2.05x, ViT 1.47x the cycles converted on U85-256; Arm's own backends turn 1x1 "
