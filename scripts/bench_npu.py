@@ -4,6 +4,7 @@ cycles. Prints a table and ratios; times nothing on this machine's CPU.
     pip install -e ".[qnn]"
     python scripts/bench_npu.py qnn [--targets onnxruntime qnn] [--rounds 5] [MODEL ...]
     python scripts/bench_npu.py rknn --rknn-python /path/to/rknn-venv/bin/python [--targets onnxruntime rknn]
+    python scripts/bench_npu.py vela --vela-python /path/to/vela-venv/bin/python [--targets onnxruntime ethos-u]
 
 qnn: Qualcomm's QNN HTP emulator through onnxruntime-qnn (tests/qnn_htp.py). QDQ models run quantized, float models
 in fp16 (enable_htp_fp16_precision); dynamic dims are fixed to 1, sequences to 16 tokens. The emulator's counts vary
@@ -14,6 +15,10 @@ rknn: Rockchip's rknn-toolkit2 in its own venv (`python -m venv V && V/bin/pip i
 pins numpy < 2, onnx <= 1.18 and torch 2.4), run through scripts/rknn_sim.py on each file: an fp16 build for the
 RK3588, its estimated cycles (the layer table's totals), the layers on its NPU and CPU, and the simulator's outputs
 against onnxruntime's run of the original on the same inputs (max_abs / max|ref|). Batch 1, 16 tokens.
+
+vela: Arm's Vela 5.2 in its own venv, through scripts/vela_sim.py on each file with its dynamic dims fixed (batch
+1, other dims 16): onnx2tf's full-integer int8 TFLite, compiled for the Ethos-U55-128 and the Ethos-U85-256, their
+estimated total cycles and the operators Vela leaves on the CPU.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ DEFAULT = [os.path.join(ROOT, "models", m + ".onnx") for m in
 
 def qnn(models, targets, rounds):
     import qnn_htp
-    print(f"| model | original cycles | " + " | ".join(f"{t}: cycles / original, CPU nodes" for t in targets) + " |")
+    print("| model | original cycles | " + " | ".join(f"{t}: cycles / original, CPU nodes" for t in targets) + " |")
     print("|---|---|" + "---|" * len(targets))
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
@@ -83,8 +88,6 @@ def _rknn_run(python, script, model, inputs, out, cwd, *extra):
 
 
 def rknn(models, targets, python):
-    import json
-    import subprocess
     import numpy as np
     here = os.path.join(ROOT, "scripts", "rknn_sim.py")
     print("| model | original cycles (NPU/CPU layers, rel err) | " +
@@ -121,17 +124,59 @@ def rknn(models, targets, python):
             print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
+def vela(models, targets, python):
+    import json
+    import subprocess
+    import qnn_htp
+    here = os.path.join(ROOT, "scripts", "vela_sim.py")
+    print("| model | original cycles U55-128 / U85-256 (CPU ops) | " +
+          " | ".join(f"{t}: U55 / U85 against the original (CPU ops)" for t in targets) + " |")
+    print("|---|---|" + "---|" * len(targets))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in models:
+            name = os.path.basename(path)[:-5]
+            paths = [path]
+            for t in targets:
+                paths.append(os.path.join(tmp, f"{name}.{t}.onnx"))
+                convert_file(path, paths[-1], Options(target=t))
+            cells, base = [], None
+            for i, p in enumerate(paths):
+                work = os.path.join(tmp, f"{name}.{i}")
+                os.makedirs(work)
+                static = qnn_htp._static(p, {"seq": 16, "t": 16}, work)
+                done = subprocess.run([python, here, static, work], capture_output=True, text=True, timeout=1800)
+                line = next((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
+                            {"error": f"exit {done.returncode}"})
+                if line["error"]:
+                    cells.append(line["error"][:80])
+                    continue
+                if i == 0:
+                    base = line
+                    cells.append(f"{line['u55']:,} / {line['u85']:,} ({line.get('cpu_ops', 0)})")
+                elif base:
+                    cells.append(f"{line['u55'] / base['u55']:.3f}x / {line['u85'] / base['u85']:.3f}x "
+                                 f"({line.get('cpu_ops', 0)})")
+                else:
+                    cells.append(f"{line['u55']:,} / {line['u85']:,} ({line.get('cpu_ops', 0)})")
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("toolchain", choices=["qnn", "rknn"])
+    ap.add_argument("toolchain", choices=["qnn", "rknn", "vela"])
     ap.add_argument("models", nargs="*", default=DEFAULT, type=os.path.abspath)
     ap.add_argument("--targets", nargs="+", help="default: onnxruntime and the toolchain's own target")
     ap.add_argument("--rounds", type=int, default=5, help="qnn: sessions per model")
     ap.add_argument("--rknn-python", help="rknn: the Python of rknn-toolkit2's venv")
+    ap.add_argument("--vela-python", help="vela: the Python of the venv with ethos-u-vela and onnx2tf")
     a = ap.parse_intermixed_args()
-    targets = a.targets or ["onnxruntime", a.toolchain]
+    targets = a.targets or ["onnxruntime", {"vela": "ethos-u"}.get(a.toolchain, a.toolchain)]
     if a.toolchain == "qnn":
         qnn(a.models, targets, a.rounds)
+    elif a.toolchain == "vela":
+        if not a.vela_python:
+            ap.error("vela needs --vela-python")
+        vela([m for m in a.models if "qdq" not in m], targets, a.vela_python)
     else:
         if not a.rknn_python:
             ap.error("rknn needs --rknn-python")
