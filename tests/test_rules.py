@@ -49,7 +49,7 @@ def test_gemm_plan_folds_alpha_transb_and_beta():
     m = _model()
     cand = GemmRule().match(m.graph.node[0], _context(m).consts)
     plan = cand.rule.check(cand, _context(m))
-    assert isinstance(plan, Plan) and plan.op == "Conv" and (plan.k, plan.n) == (6, 4)
+    assert isinstance(plan, Plan) and plan.op.name == "Conv" and (plan.k, plan.n) == (6, 4)
     assert plan.x_dims == ["n", 6] and plan.layer.kernel == (1, 1) and plan.weight_shape == [4, 6, 1, 1]
     a = rand((4, 6), seed=1).astype(np.float64)
     np.testing.assert_allclose(plan.fold_weight()[:, :, 0, 0], 0.5 * a, rtol=1e-7)

@@ -35,17 +35,7 @@ class ConvInputs:
         """The inputs of the op the plan names: Conv(x, w[, B]); QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp,
         y_scale, y_zp[, B]); ConvInteger(x, w[, x_zp, w_zp])."""
         em, cand = self.em, plan.cand
-        inputs = [x_image, self.weight(plan)]
-        if plan.qlinear is not None:
-            q = plan.qlinear
-            inputs = [x_image, q.x_scale, q.x_zero_point, inputs[1], em.constant(cand.w + "_conv_scale", q.w_scale),
-                      em.constant(cand.w + "_conv_zero_point", q.w_zero_point), q.y_scale, q.y_zero_point]
-        if plan.zero_points is not None:
-            z = plan.zero_points
-            if z.w_zero_point is not None:
-                inputs += [z.x_zero_point, em.constant(cand.w + "_conv_zero_point", z.w_zero_point)]
-            elif z.x_zero_point:
-                inputs.append(z.x_zero_point)
+        inputs = plan.op.inputs(x_image, self.weight(plan), cand.w, em)
         if plan.bias is not None:
             if plan.bias_key not in self.weights:
                 self.weights[plan.bias_key] = em.constant((cand.c or cand.w) + "_conv_bias", plan.bias)

@@ -53,7 +53,7 @@ class _Writer:
         em, cand = self.em, plan.cand
         conv_name = em.names.fresh(hint + "_conv")
         conv_out = em.names.fresh(plan.output + "_conv")
-        em.nodes.append(onnx.helper.make_node(plan.op, self.convs.inputs(plan, x_image), [conv_out], name=conv_name,
+        em.nodes.append(onnx.helper.make_node(plan.op.name, self.convs.inputs(plan, x_image), [conv_out], name=conv_name,
                                               kernel_shape=list(plan.layer.kernel)))
         if plan.post_add is None:
             self.image[plan.output] = conv_out
@@ -202,7 +202,7 @@ def _converted(plan: Plan, conv: str, layout: str) -> Converted:
     return Converted(cand.name, cand.op, list(plan.x_dims), [plan.n, plan.k] if cand.trans_b else [plan.k, plan.n],
                      conv, plan.weight_shape, plan.layer.label or layout, str(plan.np_dtype),
                      "x".join(map(str, plan.layer.kernel)),
-                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op, plan.notes,
+                     (cand.add.name or cand.add.output[0]) if plan.fuse_add else None, plan.op.name, plan.notes,
                      cand.key)
 
 

@@ -53,24 +53,46 @@ class Quantized:
     q_zero_point: Optional[np.ndarray] = None
 
 
-@dataclass
-class QLinear:
-    """The quantization of a QOperator layer (QLinearMatMul, QGemm) that its QLinearConv takes over: the names of
-    the activation's and the output's scale and zero point, and the weight's, re-laid for the Conv."""
-    x_scale: str
-    x_zero_point: str
-    w_scale: np.ndarray
-    w_zero_point: np.ndarray
-    y_scale: str
-    y_zero_point: str
+class Conv:
+    """The Conv-like op a Plan emits, and the inputs it takes: Conv(x, w[, B])."""
+    name = "Conv"
+
+    def inputs(self, x_image: str, weight: str, hint: str, em) -> List[str]:
+        return [x_image, weight]
 
 
 @dataclass
-class ZeroPoints:
-    """What a MatMulInteger layer's ConvInteger takes besides its input and weight: the activation's zero point
-    (a tensor name, often DynamicQuantizeLinear's; "" for none) and the weight's, per output channel or one."""
-    x_zero_point: str
-    w_zero_point: Optional[np.ndarray]
+class QLinear(Conv):
+    """QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, B]) for a QOperator layer (QLinearMatMul,
+    QGemm): the names of the activation's and the output's scale and zero point, and the weight's, re-laid."""
+    x_scale: str = ""
+    x_zero_point: str = ""
+    w_scale: np.ndarray = None
+    w_zero_point: np.ndarray = None
+    y_scale: str = ""
+    y_zero_point: str = ""
+    name = "QLinearConv"
+
+    def inputs(self, x_image: str, weight: str, hint: str, em) -> List[str]:
+        return [x_image, self.x_scale, self.x_zero_point, weight, em.constant(hint + "_conv_scale", self.w_scale),
+                em.constant(hint + "_conv_zero_point", self.w_zero_point), self.y_scale, self.y_zero_point]
+
+
+@dataclass
+class ZeroPoints(Conv):
+    """ConvInteger(x, w[, x_zp, w_zp]) for a MatMulInteger layer: the activation's zero point (a tensor name, often
+    DynamicQuantizeLinear's; "" for none) and the weight's, per output channel or one."""
+    x_zero_point: str = ""
+    w_zero_point: Optional[np.ndarray] = None
+    name = "ConvInteger"
+
+    def inputs(self, x_image: str, weight: str, hint: str, em) -> List[str]:
+        if self.w_zero_point is not None:
+            return [x_image, weight, self.x_zero_point, em.constant(hint + "_conv_zero_point", self.w_zero_point)]
+        return [x_image, weight] + ([self.x_zero_point] if self.x_zero_point else [])
+
+
+CONV = Conv()
 
 
 @dataclass
@@ -82,7 +104,7 @@ class Plan:
     dtype: int
     fold_weight: Callable[[], np.ndarray]   # -> the Conv weight [N, K, 1, 1] (or [N, C, H, W] for a head)
     weight_key: tuple            # equal keys share one folded initializer
-    op: str = "Conv"             # the Conv-like op to emit
+    op: Conv = CONV              # the Conv-like op to emit, and its inputs (Conv, QLinear, ZeroPoints)
     layer: Rows = ROWS           # the kind of layer (layers.py): how its input enters and its Conv is emitted
     bias: Optional[np.ndarray] = None
     bias_key: Optional[tuple] = None
@@ -91,8 +113,6 @@ class Plan:
     post_add: Union[None, str, np.ndarray] = None   # a row-varying Gemm C, added after the Conv
     post_scale: float = 1.0      # beta for a non-constant C
     quant: Optional[Quantized] = None
-    qlinear: Optional[QLinear] = None   # op == "QLinearConv"
-    zero_points: Optional[ZeroPoints] = None   # op == "ConvInteger"
     notes: List[str] = field(default_factory=list)
     absorbed: List[onnx.NodeProto] = field(default_factory=list)   # replaced too (a wrapped Gemm's Reshape after)
     bypassed: List[onnx.NodeProto] = field(default_factory=list)   # no longer read (its Reshape before): removed

@@ -55,7 +55,7 @@ class QLinearMatMulRule:
         dtype = ctx.shapes.get(cand.node.output[0], (onnx.TensorProto.UINT8, None))[0] or onnx.TensorProto.UINT8
         consts, name, trans_b = ctx.consts, cand.w, cand.trans_b
         plan = Plan(cand, x_dims, k, n, dtype, lambda: fold.conv_weight(consts.value(name), trans_b),
-                    (cand.w, trans_b, "qlinear"), op="QLinearConv", qlinear=qlinear)
+                    (cand.w, trans_b, "qlinear"), op=qlinear)
         return _bias(plan, ctx)
 
 
@@ -162,4 +162,4 @@ class MatMulIntegerRule:
                                  None if w_zp is None else _per_n(w_zp, n))
         name = cand.w
         return Plan(cand, x_dims, k, n, onnx.TensorProto.INT32, lambda: fold.conv_weight(consts.value(name)),
-                    (cand.w, False, "integer"), op="ConvInteger", zero_points=zero_points)
+                    (cand.w, False, "integer"), op=zero_points)
