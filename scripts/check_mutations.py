@@ -82,6 +82,11 @@ MUTATIONS = {
     "every FC layer taken for an attention projection": (
         PKG + "targets/attention.py", "        if not _product(node, consts):\n            continue\n",
         "        found |= {id(n) for n in fc_nodes}\n", ["tests/test_targets.py"]),
+    "Clip's bounds swapped in its Max / Min form": (
+        PKG + "rewrite/clamps.py", '(("Max", lo), ("Min", hi))', '(("Max", hi), ("Min", lo))',
+        ["tests/test_qnn.py"]),
+    "rknn converts every layer again": (
+        PKG + "targets/targets.py", "        return not plan.absorbed", "        return False", ["tests/test_targets.py"]),
 }
 
 
