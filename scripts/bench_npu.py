@@ -40,18 +40,27 @@ DEFAULT = [os.path.join(ROOT, "models", m + ".onnx") for m in
     sorted(p for p in glob.glob(os.path.join(ROOT, "models", "quantized", "*_qdq_*.onnx")))
 
 
+def _header(first: str, each: str, targets) -> None:
+    print(f"| model | {first} | " + " | ".join(f"{t}: {each}" for t in targets) + " |")
+    print("|---|---|" + "---|" * len(targets))
+
+
+def _conversions(path: str, targets, folder: str) -> list:
+    """The model's path, then the path of its conversion for each target (written into `folder`)."""
+    name, paths = os.path.basename(path)[:-5], [path]
+    for t in targets:
+        paths.append(os.path.join(folder, f"{name}.{t}.onnx"))
+        convert_file(path, paths[-1], Options(target=t))
+    return paths
+
+
 def qnn(models, targets, rounds):
     import qnn_htp
-    print("| model | original cycles | " + " | ".join(f"{t}: cycles / original, CPU nodes" for t in targets) + " |")
-    print("|---|---|" + "---|" * len(targets))
+    _header("original cycles", "cycles / original, CPU nodes", targets)
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             name = os.path.basename(path)[:-5]
-            paths = [path]
-            for t in targets:
-                out = os.path.join(tmp, f"{name}.{t}.onnx")
-                convert_file(path, out, Options(target=t))
-                paths.append(out)
+            paths = _conversions(path, targets, tmp)
             runs = qnn_htp.measure(paths, fp16="qdq" not in name, dims={"seq": 16, "t": 16}, rounds=rounds)
             base = runs[0]
             cpu = lambda r: sum(r["cpu_nodes"].values())
@@ -90,18 +99,13 @@ def _rknn_run(python, script, model, inputs, out, cwd, *extra):
 def rknn(models, targets, python):
     import numpy as np
     here = os.path.join(ROOT, "scripts", "rknn_sim.py")
-    print("| model | original cycles (NPU/CPU layers, rel err) | " +
-          " | ".join(f"{t}: cycles / original (NPU/CPU layers, rel err)" for t in targets) + " |")
-    print("|---|---|" + "---|" * len(targets))
+    _header("original cycles (NPU/CPU layers, rel err)", "cycles / original (NPU/CPU layers, rel err)", targets)
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             name = os.path.basename(path)[:-5]
             feeds, ref = _static_feeds(path)
             np.savez(os.path.join(tmp, "in.npz"), **feeds)
-            paths = [path]
-            for t in targets:
-                paths.append(os.path.join(tmp, f"{name}.{t}.onnx"))
-                convert_file(path, paths[-1], Options(target=t))
+            paths = _conversions(path, targets, tmp)
             cells, base = [], None
             for i, p in enumerate(paths):
                 out = os.path.join(tmp, f"out{i}.npz")
@@ -129,16 +133,11 @@ def vela(models, targets, python):
     import subprocess
     import qnn_htp
     here = os.path.join(ROOT, "scripts", "vela_sim.py")
-    print("| model | original cycles U55-128 / U85-256 (CPU ops) | " +
-          " | ".join(f"{t}: U55 / U85 against the original (CPU ops)" for t in targets) + " |")
-    print("|---|---|" + "---|" * len(targets))
+    _header("original cycles U55-128 / U85-256 (CPU ops)", "U55 / U85 against the original (CPU ops)", targets)
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             name = os.path.basename(path)[:-5]
-            paths = [path]
-            for t in targets:
-                paths.append(os.path.join(tmp, f"{name}.{t}.onnx"))
-                convert_file(path, paths[-1], Options(target=t))
+            paths = _conversions(path, targets, tmp)
             cells, base = [], None
             for i, p in enumerate(paths):
                 work = os.path.join(tmp, f"{name}.{i}")
