@@ -87,11 +87,11 @@ def _static_feeds(path):
     return feeds, sess.run(None, feeds)
 
 
-def _rknn_run(python, script, model, inputs, out, cwd, *extra):
+def _child(python, script, *args, cwd=None, timeout=1800):
+    """`script` run by another venv's `python`: the one JSON line it prints (an error when it printed none)."""
     import json
     import subprocess
-    done = subprocess.run([python, script, model, inputs, out, *extra], cwd=cwd, capture_output=True, text=True,
-                          timeout=1200)
+    done = subprocess.run([python, script, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return next((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
                 {"error": f"exit {done.returncode}", "cycles": None})
 
@@ -109,10 +109,10 @@ def rknn(models, targets, python):
             cells, base = [], None
             for i, p in enumerate(paths):
                 out = os.path.join(tmp, f"out{i}.npz")
-                line = _rknn_run(python, here, p, os.path.join(tmp, "in.npz"), out, tmp)
+                line = _child(python, here, p, os.path.join(tmp, "in.npz"), out, cwd=tmp, timeout=1200)
                 if line["error"] and "convert_layernorm_to_exnorm" in open(out + ".log").read():
-                    line = _rknn_run(python, here, p, os.path.join(tmp, "in.npz"), out, tmp,
-                                     "--disable-rule", "convert_layernorm_to_exnorm")
+                    line = _child(python, here, p, os.path.join(tmp, "in.npz"), out,
+                                  "--disable-rule", "convert_layernorm_to_exnorm", cwd=tmp, timeout=1200)
                     line["note"] = "convert_layernorm_to_exnorm disabled"
                 if line["error"] or not line["cycles"]:
                     cells.append((line["error"] or "no layer table")[:60])
@@ -129,8 +129,6 @@ def rknn(models, targets, python):
 
 
 def vela(models, targets, python):
-    import json
-    import subprocess
     import qnn_htp
     here = os.path.join(ROOT, "scripts", "vela_sim.py")
     _header("original cycles U55-128 / U85-256 (CPU ops)", "U55 / U85 against the original (CPU ops)", targets)
@@ -143,9 +141,7 @@ def vela(models, targets, python):
                 work = os.path.join(tmp, f"{name}.{i}")
                 os.makedirs(work)
                 static = qnn_htp._static(p, {"seq": 16, "t": 16}, work)
-                done = subprocess.run([python, here, static, work], capture_output=True, text=True, timeout=1800)
-                line = next((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")),
-                            {"error": f"exit {done.returncode}"})
+                line = _child(python, here, static, work)
                 if line["error"]:
                     cells.append(line["error"][:80])
                     continue
