@@ -15,7 +15,7 @@ from .files.external import DataSink, stream_model
 from .files.sinks import HeldData
 from .options import Options
 from .report import op_counts
-from .verify.policy import copy_of
+from .verify.verdict import copy_of
 from .verify.revert import Outcome
 
 

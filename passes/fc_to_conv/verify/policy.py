@@ -12,16 +12,10 @@ from ..result import PassResult
 from . import inputs as feeds_mod
 from .compare import output_steps, tolerances
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
-from .verdict import Checked, CheckerVerdict, Reference, is_quantized, run_checker
+from .verdict import Checked, CheckerVerdict, Reference, copy_of, is_quantized, run_checker
 
 if TYPE_CHECKING:
     from ..options import Options
-
-
-def copy_of(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
 
 
 def run_tolerances(result: PassResult, options: Options, reference: Optional[Reference] = None) -> Tuple[float, float]:

@@ -105,12 +105,16 @@ def _session_options(integer: bool = False) -> ort.SessionOptions:
     return so
 
 
+def copy_of(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
 def to_file(model: onnx.ModelProto, folder: str) -> str:
     """A copy of a model too large for one protobuf, written with external data into `folder`."""
     path = os.path.join(folder, "model.onnx")
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    onnx.save_model(copy, path, save_as_external_data=True, location="model.onnx.data")
+    onnx.save_model(copy_of(model), path, save_as_external_data=True, location="model.onnx.data")
     return path
 
 
