@@ -4,13 +4,16 @@ these rules is refused (exit 2) before the pass touches it.
 - IR version and default-domain opset no newer than the installed onnx knows;
 - every node input is produced earlier (by a node, a graph input, an initializer, or an enclosing graph), which
   rules out cycles and unsorted nodes; no tensor is written twice; every graph output is produced;
-- no unknown operator in the default domain, no node of a domain the model does not import;
+- no unknown operator in the default domain (one that neither onnx nor the installed onnxruntime registers: onnxruntime
+  registers some of its contrib ops there, SimplifiedLayerNormalization as its transformer optimizer and
+  onnxruntime-genai's model builder write it), no node of a domain the model does not import;
 - no two initializers with one name; every initializer has a known element type and as much data as its shape
   says (external data is checked against its file by model_io).
 """
 from __future__ import annotations
 
-from typing import Dict, Set
+import functools
+from typing import Dict, FrozenSet, Set
 
 import onnx
 from onnx import defs, helper
@@ -63,6 +66,22 @@ def _check_tensor(t: onnx.TensorProto, where: str) -> None:
                        f"{list(t.dims)} needs (data shorter than its shape)")
 
 
+@functools.lru_cache(maxsize=1)
+def _runtime_default_ops() -> FrozenSet[str]:
+    """The operators the installed onnxruntime registers in the default domain, onnx's own and its contrib ops
+    (SimplifiedLayerNormalization; LayerNormalization before opset 17). Whatever onnxruntime runs is valid input."""
+    try:
+        from onnxruntime.capi import _pybind_state as runtime
+        return frozenset(s.name for s in runtime.get_all_operator_schema() if s.domain in ("", "ai.onnx"))
+    except (ImportError, AttributeError):   # a build without the schema registry: onnx's list alone
+        return frozenset()
+
+
+def known_default_op(op_type: str) -> bool:
+    """Whether onnx or the installed onnxruntime knows `op_type` in the default domain."""
+    return defs.has(op_type) or op_type in _runtime_default_ops()
+
+
 def _label(node: onnx.NodeProto) -> str:
     return f"{node.op_type} node '{node.name}'" if node.name else f"{node.op_type} node writing '{node.output[0] if node.output else ''}'"
 
@@ -98,8 +117,9 @@ def _check_graph(graph: onnx.GraphProto, outer: Set[str], imports: Dict[str, int
     for node in graph.node:
         domain = node.domain or ""
         if domain in ("", "ai.onnx"):
-            if not defs.has(node.op_type):
-                raise BadInput(f"{where}: unknown operator '{node.op_type}' ({_label(node)}) in the default domain")
+            if not known_default_op(node.op_type):
+                raise BadInput(f"{where}: unknown operator '{node.op_type}' ({_label(node)}) in the default domain "
+                               f"(neither onnx {onnx.__version__} nor the installed onnxruntime knows it)")
         elif domain not in imports:
             raise BadInput(f"{where}: {_label(node)} uses domain '{domain}', which the model does not import")
         for name in node.input:
