@@ -3,10 +3,15 @@ its nodes onnxruntime leaves on the CPU, and how many HTP cycles one inference t
 
     python tests/qnn_htp.py A.onnx [B.onnx ...] [--fp16] [--dim NAME=V ...] [--rounds N]
 
-prints one JSON line per model: {"path", "error", "cpu_nodes": {op: count}, "qnn_partitions", "cycles"}. Each
-model runs in this process, one after the other, `rounds` times, each time in a new InferenceSession; "cycles" is
-the minimum of the accelerator's execute cycles over the rounds (the emulator's counts vary up to 1.5x between
-sessions, so models compared are measured in one process). The tests and scripts/bench_npu.py call it in a child
+prints one JSON line per model: {"path", "error", "cpu_nodes": {op: count}, "qnn_partitions", "cycles",
+"cycles_per_session", "node_cycles": {node: cycles}}. Each model runs in this process, one after the other
+(interleaved), `rounds` times, each time in a new InferenceSession. A session's cycles are the sum of the
+profile's "Accelerator (execute) time (cycles)" rows, one row per QNN partition: a model the EP splits in four
+runs four graphs, and the smallest row alone describes a fragment of it. "cycles" is the median over the sessions
+(the emulator's counts vary up to 1.5x between sessions, and one low session made the minimum misleading: an
+original read 8.8M cycles once where seven sessions read 9.9-10.7M); "cycles_per_session" lists them all, so a
+caller can judge a difference against their spread. "node_cycles" are the per-op rows of the median session
+("<node name>:OpId_N (cycles)" in the profile), keyed by the QNN op's name, summed over partitions. The tests and scripts/bench_npu.py call it in a child
 process: an EP that aborts (an assertion inside QNN) ends the child, not the caller.
 
 How the EP is set up (onnxruntime-qnn 2.x is a plugin for onnxruntime >= 1.24.2):
@@ -29,7 +34,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -50,7 +55,8 @@ def measure(paths: List[str], fp16: bool = False, dims: Optional[Dict[str, int]]
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     found = {r["path"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
     died = f"the QNN EP ended the process (exit {done.returncode}): {done.stderr.strip()[-300:]}"
-    return [found.get(p, {"path": p, "error": died, "cpu_nodes": {}, "qnn_partitions": 0, "cycles": None})
+    return [found.get(p, {"path": p, "error": died, "cpu_nodes": {}, "qnn_partitions": 0, "cycles": None,
+                          "cycles_per_session": [], "node_cycles": {}})
             for p in paths]
 
 
@@ -80,12 +86,25 @@ def _feeds(session) -> Dict[str, np.ndarray]:
     return feeds
 
 
-def _cycles(csv_path: str) -> Optional[int]:
+TOTAL_ROW = "Accelerator (execute) time (cycles)"
+
+
+def profile_cycles(csv_path: str) -> Tuple[Optional[int], Dict[str, int]]:
+    """One session's cycles from the EP's detailed profile: the sum of the accelerator's execute cycles over its
+    partitions (one TOTAL_ROW each), and the cycles of each op (NODE rows, "<name>:OpId_N (cycles)"; the
+    partitions' Input/Output rows count in the total only). (None, {}) without a profile."""
     if not os.path.exists(csv_path):
-        return None
+        return None, {}
+    total, nodes = None, collections.Counter()
     with open(csv_path, newline="") as f:
-        rows = [r for r in csv.reader(f) if len(r) > 6 and r[6] == "Accelerator (execute) time (cycles)"]
-    return min(int(r[2]) for r in rows) if rows else None
+        for r in csv.reader(f):
+            if len(r) < 7 or r[3] != "CYCLES":
+                continue
+            if r[6] == TOTAL_ROW:
+                total = (total or 0) + int(r[2])
+            elif r[1] == "NODE" and ":OpId_" in r[6]:
+                nodes[r[6].rsplit(":OpId_", 1)[0]] += int(r[2])
+    return total, dict(nodes)
 
 
 def _once(path: str, fp16: bool, folder: str, devices) -> dict:
@@ -113,13 +132,19 @@ def _once(path: str, fp16: bool, folder: str, devices) -> dict:
                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
     cpu = collections.Counter(a["op_name"] for a in by_node.values() if a.get("provider") == "CPUExecutionProvider")
     parts = sum(1 for a in by_node.values() if a.get("provider") == "QNNExecutionProvider")
-    return {"error": None, "cpu_nodes": dict(cpu), "qnn_partitions": parts,
-            "cycles": _cycles(options["profiling_file_path"])}
+    cycles, nodes = profile_cycles(options["profiling_file_path"])
+    return {"error": None, "cpu_nodes": dict(cpu), "qnn_partitions": parts, "cycles": cycles, "node_cycles": nodes}
 
 
-def _fewest_cycles(run: dict):
-    """Order of runs: one with cycles before one without (refused, or no profile), then by cycles."""
-    return run["cycles"] is None, run["cycles"] or 0
+def median_session(runs: List[dict]) -> dict:
+    """The sessions of one model as one result: the median session's figures (the lower middle of an even
+    count, so that its per-op rows are one session's) and every session's cycles. A model that any session could
+    not run is reported as that failure."""
+    failed = [r for r in runs if r["error"] or r["cycles"] is None]
+    if failed:
+        return {**failed[0], "cycles_per_session": [r["cycles"] for r in runs]}
+    ordered = sorted(runs, key=lambda r: r["cycles"])
+    return {**ordered[(len(ordered) - 1) // 2], "cycles_per_session": [r["cycles"] for r in runs]}
 
 
 def main(argv=None) -> None:
@@ -139,13 +164,12 @@ def main(argv=None) -> None:
         for i, p in enumerate(a.paths):
             os.makedirs(os.path.join(tmp, str(i)))
             static[p] = _static(p, dims, os.path.join(tmp, str(i)))
-        best: Dict[str, dict] = {}
+        runs: Dict[str, List[dict]] = collections.defaultdict(list)
         for _ in range(a.rounds):
             for i, p in enumerate(a.paths):
-                r = _once(static[p], a.fp16, os.path.join(tmp, str(i)), devices)
-                best[p] = min(best.get(p, r), r, key=_fewest_cycles)
+                runs[p].append(_once(static[p], a.fp16, os.path.join(tmp, str(i)), devices))
         for p in a.paths:
-            print(json.dumps({"path": p, **best[p]}), flush=True)
+            print(json.dumps({"path": p, **median_session(runs[p])}), flush=True)
 
 
 if __name__ == "__main__":
