@@ -8,8 +8,9 @@ cycles. Prints a table and ratios; times nothing on this machine's CPU.
 
 qnn: Qualcomm's QNN HTP emulator through onnxruntime-qnn (tests/qnn_htp.py). QDQ models run quantized, float models
 in fp16 (enable_htp_fp16_precision); dynamic dims are fixed to 1, sequences to 16 tokens. The emulator's counts vary
-up to 1.5x between sessions: each model and its conversions run in one process, each `rounds` times in a new
-session, and the minimum is kept.
+up to 1.5x between sessions: each model and its conversions run in one process, interleaved, each `rounds` times in a
+new session; a session's cycles are summed over its QNN partitions, and the median session is kept (the original's
+spread over its sessions is printed beside it).
 
 rknn: Rockchip's rknn-toolkit2 in its own venv (`python -m venv V && V/bin/pip install rknn-toolkit2==2.5.0`: it
 pins numpy < 2, onnx <= 1.18 and torch 2.4), run through scripts/rknn_sim.py on each file: an fp16 build for the
@@ -70,7 +71,15 @@ def qnn(models, targets, rounds):
                 continue
             cells = [f"{r['error'][:60]}" if r["error"] else f"{r['cycles'] / base['cycles']:.3f}x, {cpu(r)}"
                      for r in runs[1:]]
-            print(f"| {name} | {base['cycles']:,} ({cpu(base)} CPU) | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {name} | {base['cycles']:,} ({cpu(base)} CPU, sessions {_spread(base)}) | "
+                  + " | ".join(cells) + " |", flush=True)
+
+
+def _spread(run) -> str:
+    """How far one model's sessions lie apart: (max - min) / median of its cycles."""
+    c = [x for x in run["cycles_per_session"] if x]
+    return f"±{(max(c) - min(c)) / run['cycles'] / 2:.0%}" if len(c) > 1 else "1"
+
 
 
 def _static_feeds(path):
