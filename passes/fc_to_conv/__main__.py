@@ -70,6 +70,11 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                    help="also read, compile and run the written model with this runtime (openvino: CPU, f32) and "
                         "compare its outputs with the original's; a failure is exit 1, nothing written "
                         "(needs pip install -e \".[openvino]\")")
+    p.add_argument("--tune", action="store_true",
+                   help="after verification, measure the original and the output on the target's own toolchain "
+                        "and keep as FC the layers that measure slower as Convs (onnxruntime: CPU latency, 1 thread)")
+    p.add_argument("--tune-rounds", type=int, default=5, metavar="N",
+                   help="interleaved rounds of each --tune measurement (default 5)")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--quiet", action="store_true", help="print only failures")
     return p
@@ -116,7 +121,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
                           inputs=load_npz(args.inputs) if args.inputs else None,
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
-                          target=args.target,
+                          target=args.target, tune=args.tune, tune_rounds=args.tune_rounds,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except Interrupted as stop:

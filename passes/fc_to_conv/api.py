@@ -24,6 +24,8 @@ from .graph.shapes import light_model
 from .memory import peak_rss
 from .options import Options
 from .report import Report, op_counts
+from . import toolchains
+from .tune import Tuner
 from .verify import downstream, policy
 from .verify.revert import Outcome
 
@@ -36,18 +38,27 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     model, or its file); job: attempts.InMemory or attempts.OnDisk, which makes the attempts.
     """
     downstream.require(options.check_with)
+    if options.tune:
+        toolchains.require(options.target)
     report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
     reference = policy.reference(info, original, options) if options.verify or options.check_with else None
     outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:
         outcome, report.verification = policy.verify(job, outcome, original, reference, options,
                                                model_io.tensor_bytes(info.graph))
+    if options.tune and (report.verification is None or report.verification.passed):
+        outcome, report.tuning = Tuner(toolchains.require(options.target), job.attempt, options.tune_rounds
+                                       ).tune(outcome, original)
+        if options.verify and report.tuning.kept:   # another graph: its outputs compared as the first attempt's
+            again = reference.compare(outcome.target, *policy.run_tolerances(outcome.result, options, reference))
+            report.verification.outputs, report.verification.error = again.outputs, again.error
     result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
         report.downstream = downstream.check(options.check_with, outcome.target, reference,
                                              *policy.run_tolerances(result, options, reference))
     report.ops_after = outcome.ops_after
     report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
+    report.tuned = result.tuned
     return outcome, report
 
 

@@ -26,6 +26,7 @@ from .rewrite.writer import rewrite
 from .rules import RULES, Candidate, CheckContext, Plan, Rule, Skip, find_candidates
 from .steps import AFTER_REWRITE, Run
 from .targets.targets import TARGETS
+from .tune import Tuned
 from .verify.isolate import layer_model
 
 MODES = ("full", "1x1")
@@ -105,7 +106,9 @@ class FcToConvPass:
             if isinstance(verdict, Skip):
                 run.result.skipped.append(Skipped(scope + cand.name, cand.op, verdict.reason))
             elif cand.key in run.exclude:
-                run.result.reverted.append(Skipped(scope + cand.name, cand.op, run.exclude[cand.key]))
+                why = run.exclude[cand.key]   # a Tuned reason: left as FC by measurement (--tune), not reverted
+                (run.result.tuned if isinstance(why, Tuned) else run.result.reverted).append(
+                    Skipped(scope + cand.name, cand.op, why))
             else:
                 plans.append(verdict)
                 if run.isolate:

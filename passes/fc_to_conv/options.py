@@ -27,6 +27,8 @@ class Options:
     progress: Optional[Progress] = None  # a progress line for long runs (the CLI's, on a terminal)
     convert_dynamic: bool = False       # MatMulInteger -> ConvInteger too (slow on onnxruntime's CPU)
     target: str = "onnxruntime"         # the runtime the output is for: the graph shape it runs fastest (targets/targets.py)
+    tune: bool = False                  # measure on the target's toolchain; put back the layers slower as Convs (tune.py)
+    tune_rounds: int = 5                # interleaved rounds of each measurement
 
     def make_pass(self) -> FcToConvPass:
         return FcToConvPass(self.layout, self.mode, rules(self.convert_dynamic), self.target)

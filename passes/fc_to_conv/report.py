@@ -14,6 +14,7 @@ import onnx
 from .graph.graph_index import subgraphs
 from .result import Skipped
 from .result import Converted
+from .tune import Tuning
 from .verify.downstream import Downstream
 from .verify.revert import NOT_CHECKED
 from .verify.verdict import Verification
@@ -45,6 +46,8 @@ class Report:
     reverted: List[Skipped] = field(default_factory=list)
     verification: Optional[Verification] = None
     downstream: Optional[Downstream] = None    # --check-with: a second runtime on the written model
+    tuned: List[Skipped] = field(default_factory=list)   # --tune: left as FC, slower as Convs on the toolchain
+    tuning: Optional[Tuning] = None            # --tune: what was measured
     strict: bool = False
     written: bool = False
     model_bytes: int = 0          # the input file and its external data
@@ -73,7 +76,7 @@ class Report:
     def text(self) -> str:
         lines = [f"fc2conv: {self.input or '<model>'} -> {self.output or '<model>'}  (layout: {self.layout}"
                  + (f", target: {self.target})" if self.target != "onnxruntime" else ")")]
-        total = len(self.converted) + len(self.skipped) + len(self.reverted)
+        total = len(self.converted) + len(self.skipped) + len(self.reverted) + len(self.tuned)
         lines.append(f"converted {len(self.converted)} of {total} fully connected layers"
                      + (f" ({len(self.reverted)} reverted after failing verification)" if self.reverted else ""))
         for c in self.converted:
@@ -85,6 +88,8 @@ class Report:
             lines.append(f"  SKIPPED   {s.op} '{s.name}': {s.reason}")
         for s in self.reverted:
             lines.append(f"  REVERTED  {s.op} '{s.name}': {s.reason}")
+        for s in self.tuned:
+            lines.append(f"  KEPT FC   {s.op} '{s.name}' ({s.reason})")
         lines.append("ops before: " + _counts(self.ops_before))
         lines.append("ops after:  " + _counts(self.ops_after))
         if self.model_bytes and self.peak_rss_bytes:
@@ -93,6 +98,8 @@ class Report:
             ratio = f" = {self.peak_rss_bytes / self.model_bytes:.2f}x the model's {size:.0f} MB" if size >= 100 \
                 else f" (model {size:.1f} MB)"
             lines.append(f"memory: peak {peak:.0f} MB{ratio}")
+        if self.tuning is not None:
+            lines.extend(self.tuning.lines())
         lines.extend(self._verification_lines())
         if self.downstream is not None:
             lines.extend(self.downstream.lines())

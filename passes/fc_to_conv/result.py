@@ -41,6 +41,7 @@ class PassResult:
     converted: List[Converted] = field(default_factory=list)
     skipped: List[Skipped] = field(default_factory=list)
     reverted: List[Skipped] = field(default_factory=list)
+    tuned: List[Skipped] = field(default_factory=list)     # left as FC by --tune's measurements
     layers: Dict[str, onnx.ModelProto] = field(default_factory=dict)   # key -> the layer cut out (isolate.py)
 
     @property

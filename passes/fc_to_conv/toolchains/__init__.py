@@ -1,0 +1,58 @@
+"""The toolchains a conversion is measured on (--tune): one module per toolchain, each with one small interface.
+
+    toolchain = require("onnxruntime")          # BadInput, one line naming the extra, when it is not installed
+    costs = toolchain.measure([original_path, output_path], rounds=5)
+
+`measure` runs every model in a child process (an EP that aborts ends the child, and its models read "does not
+load"; it never ends fc2conv), interleaved round by round, and returns one Cost per model: the median of its
+runs, their spread, and the unit. A toolchain's `noise` is the relative difference below which two costs are
+taken as equal: the tuner decides only on differences larger than it, or than the spread it measured.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..errors import BadInput
+
+
+@dataclass
+class Cost:
+    value: Optional[float]          # the median over the runs; None when the model did not load or run
+    unit: str
+    runs: List[float] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def spread(self) -> float:
+        """Half the relative distance between the middle runs (25th to 75th percentile) over the median."""
+        if not self.runs or not self.value:
+            return 0.0
+        r = sorted(self.runs)
+        lo, hi = r[(len(r) - 1) // 4], r[(3 * (len(r) - 1) + 3) // 4]
+        return (hi - lo) / self.value / 2
+
+    def text(self) -> str:
+        if self.value is None:
+            return f"does not load ({self.error})"
+        return f"{self.value:,.0f} {self.unit}" if self.value >= 100 else f"{self.value:.1f} {self.unit}"
+
+
+def _registry() -> Dict[str, object]:
+    from . import onnxruntime_cpu
+    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN}
+
+
+TOOLCHAINS = ("onnxruntime",)
+
+
+def require(name: str):
+    """The toolchain `name`, or BadInput (exit 2, one line) when it is unknown or not installed."""
+    found = _registry().get(name)
+    if found is None:
+        raise BadInput(f"--tune: no toolchain measures target '{name}' yet (measured: {', '.join(TOOLCHAINS)}); "
+                       "use --target onnxruntime, or convert without --tune")
+    missing = found.missing()
+    if missing:
+        raise BadInput(f"--tune: {missing}")
+    return found

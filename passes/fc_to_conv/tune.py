@@ -1,0 +1,98 @@
+"""--tune: measure the verified output against the original on the target's own toolchain, and put back in FC
+form the layers whose Conv form measures slower, until the whole model measures no slower than the original.
+
+1. The original and the output are measured together (toolchains/: a child process, interleaved rounds, medians).
+   An output no slower than the original beyond the noise is kept as it is.
+2. Otherwise each converted layer in turn is tried in FC form: one attempt of the pass with that layer (and those
+   already put back) left alone, measured against the current form in one interleaved run. The put-back stays
+   when it measures faster by more than the noise: the toolchain's own floor or the spread of the two
+   measurements, whichever is larger. Cost: one attempt and one paired measurement per converted layer.
+3. The result is measured against the original once more; still slower beyond the noise, every layer is put back
+   (the output is then the original's graph), so that the written model never measures slower.
+Each layer put back is reported with the figures it was decided on (the whole model's cost with it as FC and as
+Conv), and the tuned model is verified against the original as the first attempt was.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import onnx
+
+from .toolchains import Cost
+from .verify.revert import Outcome
+
+
+class Tuned(str):
+    """An exclusion made by --tune: the layer stays an FC layer by measurement (not reverted for its numerics)."""
+
+
+@dataclass
+class Tuning:
+    toolchain: str
+    original: Cost
+    converted: Cost                 # the verified output before tuning
+    tuned: Cost                     # what is written
+    measurements: int = 0           # toolchain runs (each over several models, interleaved)
+    rounds: int = 0
+    kept: Dict[str, str] = field(default_factory=dict)   # layer key -> the figures it was put back on
+
+    def lines(self) -> List[str]:
+        return [f"tuning: measured on {self.toolchain} ({self.measurements} measurement(s) of {self.rounds} "
+                f"interleaved rounds each): original {self.original.text()}, converted {self.converted.text()}, "
+                f"written {self.tuned.text()}" + (f" = {self.tuned.value / self.original.value:.3f}x the original"
+                                                  if self.tuned.value and self.original.value else "")]
+
+
+def _slower(a: Cost, b: Cost, noise: float) -> bool:
+    """a costs more than b by more than the noise (a model that does not load costs more than any that does)."""
+    if a.value is None or b.value is None:
+        return a.value is None and b.value is not None
+    return a.value > b.value * (1 + max(noise, a.spread + b.spread))
+
+
+class Tuner:
+    def __init__(self, toolchain, attempt: Callable[[Dict[str, str]], Outcome], rounds: int = 5,
+                 folder: Optional[str] = None):
+        self.toolchain, self.attempt, self.rounds = toolchain, attempt, rounds
+        self.folder = folder or tempfile.mkdtemp(prefix="fc2conv-tune-")
+        self.measurements = 0
+
+    def _path(self, target: Union[onnx.ModelProto, str]) -> str:
+        if isinstance(target, str):
+            return target
+        path = os.path.join(self.folder, f"m{self.measurements}_{id(target)}.onnx")
+        onnx.save(target, path)
+        return path
+
+    def measure(self, *targets) -> List[Cost]:
+        self.measurements += 1
+        return self.toolchain.measure([self._path(t) for t in targets], rounds=self.rounds)
+
+    def tune(self, first: Outcome, original: Union[onnx.ModelProto, str]) -> Tuple[Outcome, Tuning]:
+        base, now = self.measure(original, first.target)
+        tuning = Tuning(self.toolchain.name, base, now, now, rounds=self.rounds)
+        current, exclude = first, {}
+        noise = self.toolchain.noise
+        if _slower(now, base, noise):
+            for c in first.result.converted:
+                trial = self.attempt({**exclude, c.key: Tuned("")})
+                as_conv, as_fc = self.measure(current.target, trial.target)
+                if _slower(as_conv, as_fc, noise):
+                    why = Tuned(f"measured on {self.toolchain.name}: the model with it as {c.op} "
+                                f"{as_fc.text()}, as Conv {as_conv.text()}")
+                    exclude[c.key] = why
+                    current, now = self.attempt(exclude), as_fc
+            if exclude:
+                base, now = self.measure(original, current.target)
+            if _slower(now, base, noise) and current.result.converted:
+                why = Tuned(f"measured on {self.toolchain.name}: the converted model {now.text()} against the "
+                            f"original's {base.text()}; every layer put back")
+                exclude.update({c.key: why for c in current.result.converted})
+                current = self.attempt(exclude)
+                now = base
+        tuning.tuned, tuning.measurements = now, self.measurements
+        tuning.kept = {k: str(v) for k, v in exclude.items()}
+        return current, tuning

@@ -1,0 +1,120 @@
+"""--tune (tune.py): layers whose Conv form measures slower on the toolchain are kept as FC, with the figures; the
+written model never measures slower than the original. The algorithm runs on a fake toolchain whose costs are a
+function of the graph (no timing noise, so each decision is exact); the real onnxruntime toolchain runs once
+through the CLI."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from builders import init, make_model, vi
+from passes.fc_to_conv import Options, api, convert
+from passes.fc_to_conv.toolchains import Cost
+from test_cli import cli
+
+
+def three_layers() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    w = lambda k, n: (rng.standard_normal((k, n)) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="fc2"), helper.make_node("Relu", ["h2"], ["r2"]),
+             helper.make_node("MatMul", ["r2", "w3"], ["y"], name="fc3")]
+    return make_model(nodes, [vi("x", ["b", 8])], [vi("y", ["b", 4])],
+                      [init("w1", w(8, 16)), init("w2", w(16, 16)), init("w3", w(16, 4))])
+
+
+class Fake:
+    """Costs by node: a Conv made from a layer named in `slow_convs` costs 100, any other Conv 1, an FC op 10,
+    layout ops 2 each; `broken`: a model with any Conv does not load."""
+    name, noise = "fake", 0.05
+
+    def __init__(self, slow_convs=(), broken=False, conv=1):
+        self.slow, self.broken, self.conv, self.calls = set(slow_convs), broken, conv, 0
+
+    def missing(self):
+        return ""
+
+    def _cost(self, path):
+        nodes = onnx.load(path, load_external_data=False).graph.node
+        if self.broken and any(n.op_type == "Conv" for n in nodes):
+            return Cost(None, "cycles", error="graphAddNode() failed")
+        c = 0
+        for n in nodes:
+            if n.op_type == "Conv":
+                c += 100 if any(n.name.startswith(s + "_") for s in self.slow) else self.conv
+            elif n.op_type in ("MatMul", "Gemm"):
+                c += 10
+            elif n.op_type in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Flatten"):
+                c += 2
+        return Cost(float(c), "cycles", [float(c)] * 5)
+
+    def measure(self, paths, rounds=5):
+        self.calls += 1
+        return [self._cost(p) for p in paths]
+
+
+def _tuned(monkeypatch, fake, model=None):
+    monkeypatch.setattr(api.toolchains, "require", lambda name: fake)
+    out, report = convert(model or three_layers(), Options(tune=True))
+    assert report.verified, report.text()
+    return out, report
+
+
+def _convs(model):
+    return sorted(n.name for n in model.graph.node if n.op_type == "Conv")
+
+
+def test_no_slower_output_is_kept_after_one_measurement(monkeypatch):
+    fake = Fake()
+    out, report = _tuned(monkeypatch, fake)
+    assert len(report.converted) == 3 and not report.tuned and fake.calls == 1
+    t = report.tuning
+    assert t.original.value == 30 and t.converted.value == t.tuned.value < 30, report.text()
+    assert "tuning: measured on fake (1 measurement(s) of 5 interleaved rounds each): original 30.0 cycles" \
+        in report.text()
+
+
+def test_the_slow_layer_alone_is_kept_as_fc_with_its_figures(monkeypatch):
+    out, report = _tuned(monkeypatch, Fake(slow_convs={"fc2"}))
+    assert [s.name for s in report.tuned] == ["fc2"] and len(report.converted) == 2, report.text()
+    assert [n.name for n in out.graph.node if n.op_type == "MatMul"] == ["fc2"]
+    line = next(l for l in report.text().splitlines() if l.startswith("  KEPT FC"))
+    assert "KEPT FC   MatMul 'fc2' (measured on fake: the model with it as MatMul" in line
+    assert "as Conv 1" in line and "cycles" in line, line
+    assert report.tuning.tuned.value < report.tuning.original.value
+    assert not report.reverted   # a tuned layer is no numeric revert (and --strict does not fail on it)
+
+
+def test_an_output_slower_everywhere_becomes_the_original_graph(monkeypatch):
+    original = three_layers()
+    out, report = _tuned(monkeypatch, Fake(conv=30), original)
+    assert not report.converted and len(report.tuned) == 3, report.text()
+    assert [n.op_type for n in out.graph.node] == [n.op_type for n in original.graph.node]
+    assert report.tuning.tuned.value == report.tuning.original.value == 30
+
+
+def test_an_output_that_does_not_load_is_put_back(monkeypatch):
+    out, report = _tuned(monkeypatch, Fake(broken=True))
+    assert not _convs(out) and len(report.tuned) == 3, report.text()
+    assert "does not load (graphAddNode() failed)" in report.text()
+
+
+def test_cli_tunes_on_onnxruntime(tmp_path):
+    src, out, js = tmp_path / "in.onnx", tmp_path / "out.onnx", tmp_path / "r.json"
+    onnx.save(three_layers(), str(src))
+    r = cli(src, out, "--tune", "--tune-rounds", "2", "--report", js)
+    assert r.returncode == 0, r.stderr
+    assert "tuning: measured on onnxruntime (" in r.stdout and " us" in r.stdout, r.stdout
+    import json
+    tuning = json.loads(js.read_text())["tuning"]
+    assert tuning["toolchain"] == "onnxruntime" and len(tuning["original"]["runs"]) == 2
+
+
+def test_cli_tune_without_a_toolchain_for_the_target_is_one_line(tmp_path):
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(three_layers(), str(src))
+    r = cli(src, out, "--tune", "--target", "rknn")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime)" in lines[0]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
