@@ -116,5 +116,38 @@ def test_cli_tune_without_a_toolchain_for_the_target_is_one_line(tmp_path):
     r = cli(src, out, "--tune", "--target", "rknn")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime)" in lines[0]
+    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime, qnn)" in lines[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
+
+
+def _has_qnn():
+    import importlib.util
+    return importlib.util.find_spec("onnxruntime_qnn") is not None
+
+
+@pytest.mark.skipif(not _has_qnn(), reason="onnxruntime-qnn is not installed (the qnn extra)")
+def test_tune_on_the_qnn_htp_emulator(tmp_path):
+    """--target qnn --tune measures HTP cycles summed over partitions, a median over sessions, and writes a model
+    that loads on HTP with every node there."""
+    import os
+    import qnn_htp
+    from passes.fc_to_conv import convert_file
+    src, out = os.path.join(os.path.dirname(__file__), "..", "models", "mlp.onnx"), str(tmp_path / "out.onnx")
+    report = convert_file(src, out, Options(target="qnn", tune=True, tune_rounds=3))
+    assert report.verified and report.written, report.text()
+    t = report.tuning
+    assert t.toolchain == "qnn" and t.original.unit == "cycles" and len(t.original.runs) == 3, report.text()
+    assert t.original.value > 0 and t.tuned.value > 0
+    assert "tuning: measured on qnn (" in report.text() and " cycles" in report.text()
+    (run,) = qnn_htp.measure([out], fp16=True)
+    assert run["error"] is None and not run["cpu_nodes"], run
+
+
+def test_qnn_toolchain_missing_names_the_extra(monkeypatch):
+    import importlib.util
+    from passes.fc_to_conv import toolchains
+    from passes.fc_to_conv.errors import BadInput
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime_qnn" else real(n, *a))
+    with pytest.raises(BadInput, match=r'--tune: the qnn toolchain needs .*pip install -e "\.\[qnn\]"'):
+        toolchains.require("qnn")

@@ -72,7 +72,7 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                         "(needs pip install -e \".[openvino]\")")
     p.add_argument("--tune", action="store_true",
                    help="after verification, measure the original and the output on the target's own toolchain "
-                        "and keep as FC the layers that measure slower as Convs (onnxruntime: CPU latency, 1 thread)")
+                        "and keep as FC the layers that measure slower as Convs (targets onnxruntime: CPU latency; qnn: HTP emulator cycles)")
     p.add_argument("--tune-rounds", type=int, default=5, metavar="N",
                    help="interleaved rounds of each --tune measurement (default 5)")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")

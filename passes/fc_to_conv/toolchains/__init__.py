@@ -39,11 +39,11 @@ class Cost:
 
 
 def _registry() -> Dict[str, object]:
-    from . import onnxruntime_cpu
-    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN}
+    from . import onnxruntime_cpu, qnn
+    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN}
 
 
-TOOLCHAINS = ("onnxruntime",)
+TOOLCHAINS = ("onnxruntime", "qnn")
 
 
 def require(name: str):

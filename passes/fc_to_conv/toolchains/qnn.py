@@ -1,0 +1,37 @@
+"""Qualcomm's QNN HTP emulator (the `qnn` extra, onnxruntime-qnn) as a toolchain to measure on: HTP cycles of one
+inference summed over the model's QNN partitions, each model the median of `rounds` sessions interleaved with the
+others (qnn_htp.py, run in a child process: an EP that aborts ends the child, and its models read "does not load").
+Float models run in fp16 (enable_htp_fp16_precision), as HTP deploys them; quantized ones as they are. Dynamic dims
+are fixed to 1 (HTP needs static shapes). A model that onnxruntime leaves partly on the CPU costs its HTP cycles
+only: the CPU nodes are counted in qnn_htp.py's result, not in the cost.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import List
+
+from . import Cost
+from . import qnn_htp
+
+UNIT = "cycles"
+
+
+class QnnHtp:
+    name = "qnn"
+    noise = 0.10            # the emulator's sessions vary widely: differences under 10% are not decided on
+
+    def missing(self) -> str:
+        if importlib.util.find_spec("onnxruntime_qnn") is None:
+            return "the qnn toolchain needs Qualcomm's HTP emulator: pip install -e \".[qnn]\" (onnxruntime-qnn)"
+        return ""
+
+    def measure(self, paths: List[str], rounds: int = 5) -> List[Cost]:
+        import onnx
+        quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv")
+                        for n in onnx.load(paths[0], load_external_data=False).graph.node)
+        found = qnn_htp.measure(paths, fp16=not quantized, rounds=rounds)
+        return [Cost(r["cycles"] if not r["error"] else None, UNIT,
+                     [c for c in r.get("cycles_per_session", []) if c], r["error"]) for r in found]
+
+
+TOOLCHAIN = QnnHtp()
