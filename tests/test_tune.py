@@ -151,3 +151,39 @@ def test_qnn_toolchain_missing_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime_qnn" else real(n, *a))
     with pytest.raises(BadInput, match=r'--tune: the qnn toolchain needs .*pip install -e "\.\[qnn\]"'):
         toolchains.require("qnn")
+
+
+def test_decisions_repeat_a_tuned_conversion_byte_for_byte(monkeypatch, tmp_path):
+    from passes.fc_to_conv import convert_file
+    src = tmp_path / "in.onnx"
+    onnx.save(three_layers(), str(src))
+    decisions, a, b = str(tmp_path / "d.json"), str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx")
+    fake = Fake(slow_convs={"fc2"})
+    monkeypatch.setattr(api.toolchains, "require", lambda name: fake)
+    tuned = convert_file(str(src), a, Options(tune=True, decisions=decisions))
+    assert [s.name for s in tuned.tuned] == ["fc2"], tuned.text()
+    import json
+    assert [v["name"] for v in json.loads(open(decisions).read())["kept"].values()] == ["fc2"]
+    calls = fake.calls
+    again = convert_file(str(src), b, Options(decisions=decisions))    # no --tune: nothing measured
+    assert fake.calls == calls and again.tuning is None and again.verified, again.text()
+    assert [s.name for s in again.tuned] == ["fc2"] and "decided earlier" in again.tuned[0].reason
+    assert open(a, "rb").read() == open(b, "rb").read()
+
+
+def test_decisions_for_another_model_are_refused_in_one_line(monkeypatch, tmp_path):
+    src, other, out = tmp_path / "in.onnx", tmp_path / "other.onnx", tmp_path / "out.onnx"
+    onnx.save(three_layers(), str(src))
+    renamed = three_layers()
+    renamed.graph.node[2].name = "proj"      # fc2 is named otherwise in the other model
+    onnx.save(renamed, str(other))
+    decisions = tmp_path / "d.json"
+    decisions.write_text('{"fc2conv_decisions": 1, "toolchain": "fake", "kept": {"#2": {"name": "fc2", "why": "x"}}}')
+    r = cli(other, out, "--decisions", decisions)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "the decisions name layer 'fc2' (#2), which this model does not have there" in lines[0]
+    assert not out.exists()
+    decisions.write_text("[1, 2]")
+    r = cli(src, out, "--decisions", decisions)
+    assert r.returncode == 2 and "not an fc2conv decisions file" in r.stderr and not out.exists(), r.stderr

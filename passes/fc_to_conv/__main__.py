@@ -75,6 +75,9 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                         "and keep as FC the layers that measure slower as Convs (targets onnxruntime: CPU latency; qnn: HTP emulator cycles)")
     p.add_argument("--tune-rounds", type=int, default=5, metavar="N",
                    help="interleaved rounds of each --tune measurement (default 5)")
+    p.add_argument("--decisions", metavar="FILE.json",
+                   help="with --tune: write the layers it kept as FC there; without: keep as FC the layers that file "
+                        "names, unmeasured, so that a tuned conversion repeats byte for byte")
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--quiet", action="store_true", help="print only failures")
     return p
@@ -122,6 +125,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
                           target=args.target, tune=args.tune, tune_rounds=args.tune_rounds,
+                          decisions=args.decisions,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)
     except Interrupted as stop:

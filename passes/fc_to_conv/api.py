@@ -24,7 +24,7 @@ from .graph.shapes import light_model
 from .memory import peak_rss
 from .options import Options
 from .report import Report, op_counts
-from . import toolchains
+from . import decisions, toolchains
 from .tune import Tuner
 from .verify import downstream, policy
 from .verify.revert import Outcome
@@ -40,18 +40,16 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     downstream.require(options.check_with)
     if options.tune:
         toolchains.require(options.target)
+    elif options.decisions:
+        decisions.read(options.decisions)   # a bad file is refused before anything runs
     report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
     reference = policy.reference(info, original, options) if options.verify or options.check_with else None
     outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:
         outcome, report.verification = policy.verify(job, outcome, original, reference, options,
                                                model_io.tensor_bytes(info.graph))
-    if options.tune and (report.verification is None or report.verification.passed):
-        outcome, report.tuning = Tuner(toolchains.require(options.target), job.attempt, options.tune_rounds
-                                       ).tune(outcome, original)
-        if options.verify and report.tuning.kept:   # another graph: its outputs compared as the first attempt's
-            again = reference.compare(outcome.target, *policy.run_tolerances(outcome.result, options, reference))
-            report.verification.outputs, report.verification.error = again.outputs, again.error
+    if (options.tune or options.decisions) and (report.verification is None or report.verification.passed):
+        outcome = _tuned(job, outcome, original, reference, options, report)
     result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
         report.downstream = downstream.check(options.check_with, outcome.target, reference,
@@ -60,6 +58,24 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     report.converted, report.skipped, report.reverted = result.converted, result.skipped, result.reverted
     report.tuned = result.tuned
     return outcome, report
+
+
+def _tuned(job, outcome: Outcome, original, reference, options: Options, report: Report) -> Outcome:
+    """--tune (measure, tune.py) and --decisions (write what it chose, or apply a file's choices unmeasured)."""
+    names = {c.key: c.name for c in outcome.result.converted}   # every layer the verified attempt converted
+    if options.tune:
+        outcome, report.tuning = Tuner(toolchains.require(options.target), job.attempt, options.tune_rounds
+                                       ).tune(outcome, original)
+        kept = report.tuning.kept
+        if options.decisions:
+            decisions.write(options.decisions, report.tuning, names)
+    else:
+        kept = decisions.exclusions(decisions.read(options.decisions), names, options.decisions)
+        outcome = job.attempt(kept) if kept else outcome
+    if options.verify and kept:   # another graph: its outputs compared as the first attempt's were
+        again = reference.compare(outcome.target, *policy.run_tolerances(outcome.result, options, reference))
+        report.verification.outputs, report.verification.error = again.outputs, again.error
+    return outcome
 
 
 def convert(model: onnx.ModelProto, options: Optional[Options] = None) -> Tuple[onnx.ModelProto, Report]:
