@@ -100,3 +100,29 @@ def test_a_rule_appended_as_the_readme_says_keeps_convert_dynamic_working(monkey
     assert [r.convert for r in built if isinstance(r, MatMulIntegerRule)] == [True]
     _, report = convert(matmul_integer_model((8, 6)), Options(convert_dynamic=True))
     assert [c.name for c in report.converted] == ["mmi"], report.text()
+
+
+def test_a_product_of_two_constants_is_no_fc_layer():
+    """DeBERTa-v2's relative embeddings times its query/key projections: both operands constants (here the left
+    one a Constant node, then a Transpose), left alone with the reason instead of becoming a Conv on a constant."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+    from builders import init, make_model, vi
+    from passes.fc_to_conv import convert
+    rng = np.random.default_rng(0)
+    emb = numpy_helper.from_array(rng.standard_normal((8, 6)).astype(np.float32), "emb")
+    nodes = [helper.make_node("Constant", [], ["rel"], value=emb),
+             helper.make_node("Transpose", ["rel"], ["relT"], perm=[1, 0]),
+             helper.make_node("MatMul", ["relT", "wq"], ["pos"], name="pos_proj"),
+             helper.make_node("MatMul", ["x", "wk"], ["h"], name="key_proj"),
+             helper.make_node("MatMul", ["h", "pos"], ["y"], name="scores")]
+    m = make_model(nodes, [vi("x", ["b", 4])], [vi("y", ["b", 5])],
+                   [init("wq", rng.standard_normal((8, 5)).astype(np.float32)),
+                    init("wk", rng.standard_normal((4, 6)).astype(np.float32))])
+    out, report = convert(m)
+    skipped = {s.name: s.reason for s in report.skipped}
+    assert skipped["pos_proj"].startswith("both operands are constants"), report.text()
+    assert skipped["scores"] == ("weight 'pos' is computed from constants by MatMul node 'pos_proj', which fc2conv "
+                                 "does not fold: not converted")
+    assert [c.name for c in report.converted] == ["key_proj"] and report.verified, report.text()
+    assert sum(n.op_type == "Conv" for n in out.graph.node) == 1

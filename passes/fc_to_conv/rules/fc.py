@@ -58,15 +58,27 @@ def not_constant(cand: Candidate, ctx: CheckContext) -> str:
     if cand.op != "Gemm":
         if consts.value(cand.x) is not None:
             return "the constant is the left operand (W @ x): not a rewritable FC layer"
-        if consts.index.producer.get(cand.w) is not None and consts.index.producer.get(cand.x) is not None:
+        made = consts.index.producer.get(cand.w)
+        if made is not None and all(consts.peek(i) is not None for i in made.input if i):
+            return (f"weight '{cand.w}' is computed from constants by {made.op_type} node '{made.name}', which "
+                    "fc2conv does not fold: not converted")
+        if made is not None and consts.index.producer.get(cand.x) is not None:
             return ("both operands are computed at run time (an activation x activation product such as "
                     "attention scores): not an FC layer")
     return "weight is not a constant: " + consts.reason(cand.w)
 
 
+BOTH_CONSTANT = ("both operands are constants (a product of two constants, which the runtime folds or computes "
+                 "once): not an FC layer")
+
+
 def activation(cand: Candidate, ctx: CheckContext, k: int, dims: Optional[List] = None) -> Union[str, List]:
     """The activation's dims (from shape inference unless given) with the last one K, or why the layer cannot be
-    laid out: its rank is unknown or not 1 to MAX_RANK, or its features are not K."""
+    laid out: its rank is unknown or not 1 to MAX_RANK, or its features are not K; or none at all: a constant
+    times a constant (DeBERTa's relative embeddings times a projection) is computed once, not an FC layer to run
+    as a Conv on every inference."""
+    if ctx.consts.peek(cand.x) is not None:
+        return BOTH_CONSTANT
     if dims is None:
         x_type = ctx.shapes.get(cand.x)
         if x_type is None or x_type[1] is None:
