@@ -61,3 +61,32 @@ def test_a_value_from_a_graph_input_is_not_constant():
     consts = Constants(GraphIndex(m.graph), m.ir_version, 17)
     assert consts.value("y") is None
     assert consts.reason("y") == "'y' is computed from run-time values by Mul"
+
+
+def _fold_all_and_run(nodes, inits, outs, opset):
+    m = make_model(nodes, [], [vi(o, None, TensorProto.FLOAT) for o in outs], inits, opset=opset)
+    consts = Constants(GraphIndex(m.graph), m.ir_version, opset)
+    return [consts.value(o) for o in outs], run(m, {})
+
+
+X = np.arange(7 * 5, dtype=np.float32).reshape(7, 5)
+
+
+@pytest.mark.parametrize("node,inits,outs,opset", [
+    (helper.make_node("Split", ["x"], ["a", "b", "c"], axis=0, num_outputs=3), [], ["a", "b", "c"], 18),  # 3, 3, 1
+    (helper.make_node("Split", ["x", "s"], ["a", "b"], axis=-1), [init("s", np.array([2, 3], np.int64))],
+     ["a", "b"], 13),
+    (helper.make_node("Split", ["x"], ["a", "b"], axis=1, split=[4, 1]), [], ["a", "b"], 11),
+    (helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["a"]),         # reversed rows, INT64 bounds
+     [init("st", np.array([-1], np.int64)), init("en", np.array([-2**63], np.int64)), init("ax", np.array([0], np.int64)),
+      init("sp", np.array([-2], np.int64))], ["a"], 13),
+    (helper.make_node("Slice", ["x", "st", "en"], ["a"]),
+     [init("st", np.array([1, 2], np.int64)), init("en", np.array([2**63 - 1, 4], np.int64))], ["a"], 13),
+    (helper.make_node("Gather", ["x", "i"], ["a"], axis=1), [init("i", np.array([[-1, 0], [2, -5]], np.int64))],
+     ["a"], 13),
+])
+def test_split_slice_gather_fold_as_onnxruntime_computes(node, inits, outs, opset):
+    folded, ran = _fold_all_and_run([node], [init("x", X), *inits], outs, opset)
+    assert len(folded) == len(ran)
+    for f, r in zip(folded, ran):
+        np.testing.assert_array_equal(f, r)

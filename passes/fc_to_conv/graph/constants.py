@@ -27,7 +27,7 @@ from ..files.sinks import Sink
 from .graph_index import GraphIndex, attr
 
 FOLDABLE_OPS = ("Identity", "Transpose", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
-                "Mul", "Div", "Add", "Sub", "ConstantOfShape", "DequantizeLinear")
+                "Mul", "Div", "Add", "Sub", "ConstantOfShape", "DequantizeLinear", "Split", "Slice", "Gather")
 
 
 def _constant_node_value(node: onnx.NodeProto, base_dir: Optional[str]) -> Optional[np.ndarray]:
@@ -49,8 +49,42 @@ def _label(node: onnx.NodeProto) -> str:
     return f"{node.op_type} '{node.name}'" if node.name else node.op_type
 
 
-def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.ndarray:
+def _split(node: onnx.NodeProto, args: List[np.ndarray], opset: int, output: int) -> np.ndarray:
+    """Output `output` of a Split: sizes from the input (opset 13+), the attribute (before), or equal parts
+    (num_outputs at opset 18, else one per output), the last part the smaller as onnx defines it."""
+    x, axis = args[0], attr(node, "axis", 0) % max(args[0].ndim, 1)
+    sizes = args[1] if len(args) > 1 else attr(node, "split")
+    if sizes is None:
+        parts = attr(node, "num_outputs") or len(node.output)
+        step = -(-x.shape[axis] // parts)
+        sizes = [min(step, x.shape[axis] - i * step) for i in range(parts)]
+    bounds = np.cumsum([0] + [int(v) for v in sizes])
+    return np.take(x, np.arange(bounds[output], bounds[output + 1]), axis=axis)
+
+
+def _slice(node: onnx.NodeProto, args: List[np.ndarray]) -> np.ndarray:
+    x = args[0]
+    if len(args) > 1:    # opset 10+: starts, ends, axes, steps as inputs
+        starts, ends = args[1], args[2]
+        axes = args[3] if len(args) > 3 else range(len(starts))
+        steps = args[4] if len(args) > 4 else [1] * len(starts)
+    else:
+        starts, ends = attr(node, "starts"), attr(node, "ends")
+        axes, steps = attr(node, "axes") or range(len(starts)), [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for a, b, e, st in zip(axes, starts, ends, steps):
+        index[int(a) % x.ndim] = slice(int(b), int(e), int(st))   # numpy clamps as onnx does
+    return x[tuple(index)]
+
+
+def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int, output: int = 0) -> np.ndarray:
     op = node.op_type
+    if op == "Split":
+        return _split(node, args, opset, output)
+    if op == "Slice":
+        return _slice(node, args)
+    if op == "Gather":
+        return np.take(args[0], args[1].astype(np.int64), axis=attr(node, "axis", 0))
     if op == "Identity":
         return args[0]
     if op == "Transpose":
@@ -190,6 +224,6 @@ class Constants:
                 return None, f"'{name}' is computed from run-time values by {_label(node)}"
             args.append(v)
         try:
-            return _evaluate(node, args, self.opset), ""
+            return _evaluate(node, args, self.opset, list(node.output).index(name)), ""
         except Exception as exc:  # a malformed constant subgraph is a reason to skip, not a crash
             return None, f"'{name}' could not be folded through {_label(node)}: {exc}"
