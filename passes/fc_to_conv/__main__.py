@@ -67,7 +67,7 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                    help="also convert dynamically quantized layers (MatMulInteger -> ConvInteger); left alone by "
                         "default: onnxruntime's CPU ConvInteger is about 12x slower than MatMulInteger")
     p.add_argument("--check-with", choices=CHECKERS,
-                   help="also read, compile and run the written model with this runtime (openvino: CPU, f32) and "
+                   help="also read, compile and run the written model with this runtime (openvino: CPU, f32; qnn: the HTP emulator) and "
                         "compare its outputs with the original's; a failure is exit 1, nothing written "
                         "(needs pip install -e \".[openvino]\")")
     p.add_argument("--tune", action="store_true",

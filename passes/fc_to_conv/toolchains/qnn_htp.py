@@ -105,7 +105,7 @@ def profile_cycles(csv_path: str) -> Tuple[Optional[int], Dict[str, int]]:
     return total, dict(nodes)
 
 
-def _once(path: str, fp16: bool, folder: str, devices) -> dict:
+def _once(path: str, fp16: bool, folder: str, devices, feed: Optional[Dict[str, np.ndarray]] = None) -> dict:
     import onnxruntime as ort
     import onnxruntime_qnn as oq
     so = ort.SessionOptions()
@@ -121,7 +121,7 @@ def _once(path: str, fp16: bool, folder: str, devices) -> dict:
         os.remove(options["profiling_file_path"])
     try:
         session = ort.InferenceSession(path, so)
-        session.run(None, _feeds(session))
+        values = session.run(None, feed if feed is not None else _feeds(session))
     except Exception as exc:  # the EP refused the model: that is the finding
         return {"error": str(exc).splitlines()[0][:400], "cpu_nodes": {}, "qnn_partitions": 0, "cycles": None}
     with open(session.end_profiling()) as f:
@@ -131,7 +131,50 @@ def _once(path: str, fp16: bool, folder: str, devices) -> dict:
     cpu = collections.Counter(a["op_name"] for a in by_node.values() if a.get("provider") == "CPUExecutionProvider")
     parts = sum(1 for a in by_node.values() if a.get("provider") == "QNNExecutionProvider")
     cycles, nodes = profile_cycles(options["profiling_file_path"])
-    return {"error": None, "cpu_nodes": dict(cpu), "qnn_partitions": parts, "cycles": cycles, "node_cycles": nodes}
+    return {"error": None, "cpu_nodes": dict(cpu), "qnn_partitions": parts, "cycles": cycles, "node_cycles": nodes,
+            **({"values": values} if feed is not None else {})}
+
+
+def outputs(path: str, feeds: List[Dict[str, np.ndarray]], fp16: bool, timeout: float = 600) -> dict:
+    """Run the model at `path` on HTP once per input set, each set's shapes fixed in a copy (HTP needs static
+    shapes), in a child process: {"error", "cpu_nodes", "outputs": [[array per output] per set]}."""
+    with tempfile.TemporaryDirectory(prefix="fc2conv-qnn-") as tmp:
+        np.savez(os.path.join(tmp, "feeds.npz"), **{f"{i}/{k}": v for i, f in enumerate(feeds) for k, v in f.items()})
+        args = [sys.executable, os.path.abspath(__file__), path, "--feeds", os.path.join(tmp, "feeds.npz"),
+                "--sets", str(len(feeds))] + (["--fp16"] if fp16 else [])
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        line = next((json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")), None)
+        if line is None:
+            return {"error": f"the QNN EP ended the process (exit {done.returncode}): {done.stderr.strip()[-200:]}",
+                    "cpu_nodes": {}, "outputs": []}
+        got = np.load(os.path.join(tmp, "out.npz")) if line["error"] is None else {}
+        line["outputs"] = [[got[f"{i}/{j}"] for j in range(line["count"])] for i in range(len(feeds))] if got else []
+        return line
+
+
+def _run_sets(path: str, feeds_path: str, sets: int, fp16: bool, devices) -> None:
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import make_input_shape_fixed
+    data = np.load(feeds_path)
+    folder = os.path.dirname(feeds_path)
+    results, cpu, error = {}, {}, None
+    for i in range(sets):
+        feed = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{i}/")}
+        model = onnx.load(path)
+        for name, value in feed.items():
+            make_input_shape_fixed(model.graph, name, list(value.shape))
+        static = os.path.join(folder, f"set{i}.onnx")
+        onnx.save(model, static)
+        r = _once(static, fp16, folder, devices, feed)
+        if r["error"]:
+            error = r["error"]
+            break
+        cpu = r["cpu_nodes"]
+        for j, value in enumerate(r["values"]):
+            results[f"{i}/{j}"] = value
+    np.savez(os.path.join(folder, "out.npz"), **results)
+    count = len(results) // sets if results else 0
+    print(json.dumps({"error": error, "cpu_nodes": cpu, "count": count}), flush=True)
 
 
 def median_session(runs: List[dict]) -> dict:
@@ -151,11 +194,15 @@ def main(argv=None) -> None:
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--dim", action="append", default=[])
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--feeds", help="run the one model on these input sets (outputs(): --check-with qnn)")
+    ap.add_argument("--sets", type=int, default=0)
     a = ap.parse_args(argv)
     import onnxruntime as ort
     import onnxruntime_qnn as oq
     ort.register_execution_provider_library("QNNExecutionProvider", oq.get_library_path())
     devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    if a.feeds:
+        return _run_sets(a.paths[0], a.feeds, a.sets, a.fp16, devices)
     dims = {k: int(v) for k, v in (d.split("=") for d in a.dim)}
     with tempfile.TemporaryDirectory() as tmp:
         static = {}

@@ -21,7 +21,11 @@ from ..errors import BadInput
 from .compare import OutputCheck, compare_output
 from .verdict import Reference, first_line, to_file
 
-CHECKERS = ("openvino",)
+CHECKERS = ("openvino", "qnn")
+EXTRA = {"openvino": ("openvino", "--check-with openvino needs the openvino package: pip install -e \".[openvino]\" "
+                                  "(or pip install openvino)"),
+         "qnn": ("onnxruntime_qnn", "--check-with qnn needs Qualcomm's HTP emulator: pip install -e \".[qnn]\" "
+                                    "(onnxruntime-qnn)")}
 
 
 @dataclass
@@ -32,14 +36,17 @@ class Downstream:
     outputs: List[OutputCheck] = field(default_factory=list)
     error: Optional[str] = None
     against: str = "against onnxruntime's run of the original"
+    how: str = "CPU, f32 precision"
+    placement: str = ""
 
     @property
     def passed(self) -> bool:
         return self.error is None and all(o.passed for o in self.outputs)
 
     def lines(self) -> List[str]:
-        head = f"{self.tool} {self.version} CPU, f32 precision: read, compile, run on the same inputs, {self.against}"
+        head = f"{self.tool} {self.version} {self.how}: read, compile, run on the same inputs, {self.against}"
         body = [f"  FAILED | {self.error}"] if self.error else []
+        body += [f"  placement: {self.placement}"] if self.placement else []
         body += ["  " + o.line() for o in self.outputs]
         return [head] + body + ["  PASSED" if self.passed else "  FAILED: the model was not written"]
 
@@ -50,9 +57,9 @@ def require(tool: Optional[str]) -> None:
         return
     if tool not in CHECKERS:
         raise BadInput(f"--check-with {tool}: unknown; choose one of {', '.join(CHECKERS)}")
-    if importlib.util.find_spec("openvino") is None:
-        raise BadInput("--check-with openvino needs the openvino package: pip install -e \".[openvino]\" "
-                       "(or pip install openvino)") from None
+    module, missing = EXTRA[tool]
+    if importlib.util.find_spec(module) is None:
+        raise BadInput(missing) from None
 
 
 def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, rtol: float,
@@ -67,6 +74,11 @@ def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, r
     report's lines say which comparison was made."""
     with tempfile.TemporaryDirectory(prefix="fc2conv-downstream-") as tmp:
         path = model if isinstance(model, str) else to_file(model, tmp)
+        if tool == "qnn":
+            from . import downstream_qnn
+            result = Downstream("QNN", against="against onnxruntime's run of the original")
+            downstream_qnn.check(path, reference, rtol, atol, result)
+            return result
         result, _ = _openvino(path, reference.outputs, reference, rtol, atol)
         if result.passed or result.error or reference.original is None:
             return result

@@ -1,0 +1,65 @@
+"""--check-with qnn: the written model on Qualcomm's QNN HTP emulator (the `qnn` extra), run on the verification's
+input sets (each set's shapes fixed: HTP needs static shapes) in a child process, and compared with the original
+on onnxruntime.
+
+HTP computes a float model in fp16 (enable_htp_fp16_precision, as it deploys one) and a QDQ model in its integers,
+so an output passes within fp16's (or the quantized) tolerance, or, when not, within the difference HTP shows on
+the original itself: the original runs on HTP too, and a conversion that moves an output no further from
+onnxruntime's than HTP moves the original is what the check accepts. The report gives the placement: the nodes
+onnxruntime left on its CPU, for the written model and the original.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import onnx
+
+from ..toolchains import qnn_htp
+from .compare import TOLERANCES, Precision, compare_output
+from .verdict import Reference
+
+
+def check(path: str, reference: Reference, rtol: float, atol: float, result) -> None:
+    """Fill `result` (a downstream.Downstream) with the emulator's run of the file at `path`."""
+    import onnxruntime_qnn
+    result.version = getattr(onnxruntime_qnn, "__version__", "")
+    quantized = reference.integer or any(n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                                         for n in onnx.load(path, load_external_data=False).graph.node)
+    fp16 = not quantized
+    result.how = "HTP emulator, " + ("its integer kernels" if quantized else "fp16 precision")
+    f_rtol, f_atol = TOLERANCES[Precision.QUANTIZED if quantized else Precision.FLOAT16]
+    rtol, atol = max(rtol, f_rtol), max(atol, f_atol)
+    if reference.error:
+        result.error = reference.error
+        return
+    written = qnn_htp.outputs(path, reference.feeds, fp16)
+    if written["error"]:
+        result.error = f"QNN HTP does not load or run the written model: {written['error']}"
+        return
+    checks = _compare(written["outputs"], reference, rtol, atol)
+    result.placement = f"CPU nodes: {_counts(written['cpu_nodes'])}"
+    if not all(c.passed for c in checks) and isinstance(reference.original, str):
+        original = qnn_htp.outputs(reference.original, reference.feeds, fp16)
+        if original["error"] is None:
+            floor = _compare(original["outputs"], reference, rtol, atol)
+            for mine, own in zip(checks, floor):
+                if not mine.passed and mine.norm_err <= own.norm_err:
+                    mine.passed = True
+                    mine.detail = f"within HTP's own difference on the original (norm_err {own.norm_err:.3g})"
+            result.placement += f"; the original's: {_counts(original['cpu_nodes'])}"
+    result.outputs = checks
+
+
+def _compare(runs, reference: Reference, rtol: float, atol: float):
+    checks = {}
+    for got, refs in zip(runs, reference.outputs):
+        for name, value, ref in zip(reference.names, got, refs):
+            ref = np.asarray(ref)
+            checks[name] = compare_output(name, ref, np.asarray(value).astype(ref.dtype), rtol, atol,
+                                          checks.get(name), reference.steps.get(name, 0.0))
+    return [checks[n] for n in reference.names]
+
+
+def _counts(cpu) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(cpu.items())) or "none"
