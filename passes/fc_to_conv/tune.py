@@ -34,16 +34,23 @@ class Tuning:
     toolchain: str
     original: Cost
     converted: Cost                 # the verified output before tuning
-    tuned: Cost                     # what is written
+    tuned: Cost                     # what is written ...
+    against: Optional[Cost] = None  # ... and the original in the same interleaved run (None: the first run's)
     measurements: int = 0           # toolchain runs (each over several models, interleaved)
     rounds: int = 0
     kept: Dict[str, str] = field(default_factory=dict)   # layer key -> the figures it was put back on
 
+    @property
+    def ratio(self) -> Optional[float]:
+        """The written model's cost over the original's, both from one interleaved run."""
+        base = self.against or self.original
+        return self.tuned.value / base.value if self.tuned.value and base.value else None
+
     def lines(self) -> List[str]:
+        again = f" against the original's {self.against.text()} in the same run" if self.against else ""
         return [f"tuning: measured on {self.toolchain} ({self.measurements} measurement(s) of {self.rounds} "
                 f"interleaved rounds each): original {self.original.text()}, converted {self.converted.text()}, "
-                f"written {self.tuned.text()}" + (f" = {self.tuned.value / self.original.value:.3f}x the original"
-                                                  if self.tuned.value and self.original.value else "")]
+                f"written {self.tuned.text()}{again}" + (f" = {self.ratio:.3f}x the original" if self.ratio else "")]
 
 
 def _slower(a: Cost, b: Cost, noise: float) -> bool:
@@ -94,5 +101,6 @@ class Tuner:
                 current = self.attempt(exclude)
                 now = base
         tuning.tuned, tuning.measurements = now, self.measurements
+        tuning.against = base if base is not tuning.original else None
         tuning.kept = {k: str(v) for k, v in exclude.items()}
         return current, tuning

@@ -4,8 +4,10 @@
     costs = toolchain.measure([original_path, output_path], rounds=5)
 
 `measure` runs every model in a child process (an EP that aborts ends the child, and its models read "does not
-load"; it never ends fc2conv), interleaved round by round, and returns one Cost per model: the median of its
-runs, their spread, and the unit. A toolchain's `noise` is the relative difference below which two costs are
+load"; it never ends fc2conv), interleaved round by round, and returns one Cost per model: its figure over the
+rounds, their spread, and the unit. The figure is the toolchain's: the median where noise goes both ways (the HTP
+emulator's counts), the fastest round where it only adds (CPU latency: another process, a slow spell; one run
+measured an original at 60-62 us in three rounds and 103-106 us in two). A toolchain's `noise` is the relative difference below which two costs are
 taken as equal: the tuner decides only on differences larger than it, or than the spread it measured.
 """
 from __future__ import annotations
@@ -18,17 +20,21 @@ from ..errors import BadInput
 
 @dataclass
 class Cost:
-    value: Optional[float]          # the median over the runs; None when the model did not load or run
+    value: Optional[float]          # the figure over the runs (statistic); None when the model did not load or run
     unit: str
     runs: List[float] = field(default_factory=list)
     error: Optional[str] = None
+    statistic: str = "median"       # "median" (two-sided noise: the emulator) or "min" (CPU time: noise only adds)
 
     @property
     def spread(self) -> float:
-        """Half the relative distance between the middle runs (25th to 75th percentile) over the median."""
+        """median: half the relative distance between the middle runs (25th to 75th percentile); min: the relative
+        distance from the fastest run to the next (a slow spell of the machine does not count)."""
         if not self.runs or not self.value:
             return 0.0
         r = sorted(self.runs)
+        if self.statistic == "min":
+            return (r[1] - r[0]) / self.value if len(r) > 1 else 0.0
         lo, hi = r[(len(r) - 1) // 4], r[(3 * (len(r) - 1) + 3) // 4]
         return (hi - lo) / self.value / 2
 
