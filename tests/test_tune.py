@@ -204,3 +204,12 @@ def test_a_slow_spell_of_the_machine_does_not_decide():
     # the emulator's noise goes both ways: its figure is the median and the spread the middle half
     cycles = Cost(10_100_000, "cycles", [10_700_000, 8_800_000, 9_900_000, 10_100_000, 10_300_000])
     assert cycles.spread == pytest.approx((10_300_000 - 9_900_000) / 10_100_000 / 2)
+
+
+def test_tuning_leaves_no_file_behind(monkeypatch, tmp_path):
+    """Models held in memory are written to a temporary folder to be measured; it is gone afterwards."""
+    import glob
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _tuned(monkeypatch, Fake(slow_convs={"fc2"}))
+    assert not glob.glob(str(tmp_path / "fc2conv-tune-*"))

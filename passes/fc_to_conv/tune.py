@@ -1,7 +1,8 @@
 """--tune: measure the verified output against the original on the target's own toolchain, and put back in FC
 form the layers whose Conv form measures slower, until the whole model measures no slower than the original.
 
-1. The original and the output are measured together (toolchains/: a child process, interleaved rounds, medians).
+1. The original and the output are measured together (toolchains/: a child process, interleaved rounds, each
+   model's figure the toolchain's statistic over them).
    An output no slower than the original beyond the noise is kept as it is.
 2. Otherwise each converted layer in turn is tried in FC form: one attempt of the pass with that layer (and those
    already put back) left alone, measured against the current form in one interleaved run. The put-back stays
@@ -61,10 +62,9 @@ def _slower(a: Cost, b: Cost, noise: float) -> bool:
 
 
 class Tuner:
-    def __init__(self, toolchain, attempt: Callable[[Dict[str, str]], Outcome], rounds: int = 5,
-                 folder: Optional[str] = None):
+    def __init__(self, toolchain, attempt: Callable[[Dict[str, str]], Outcome], rounds: int = 5):
         self.toolchain, self.attempt, self.rounds = toolchain, attempt, rounds
-        self.folder = folder or tempfile.mkdtemp(prefix="fc2conv-tune-")
+        self.folder = ""            # models held in memory are written here to be measured, removed after tune()
         self.measurements = 0
 
     def _path(self, target: Union[onnx.ModelProto, str]) -> str:
@@ -79,6 +79,10 @@ class Tuner:
         return self.toolchain.measure([self._path(t) for t in targets], rounds=self.rounds)
 
     def tune(self, first: Outcome, original: Union[onnx.ModelProto, str]) -> Tuple[Outcome, Tuning]:
+        with tempfile.TemporaryDirectory(prefix="fc2conv-tune-") as self.folder:
+            return self._tune(first, original)
+
+    def _tune(self, first: Outcome, original: Union[onnx.ModelProto, str]) -> Tuple[Outcome, Tuning]:
         base, now = self.measure(original, first.target)
         tuning = Tuning(self.toolchain.name, base, now, now, rounds=self.rounds)
         current, exclude = first, {}
@@ -91,8 +95,9 @@ class Tuner:
                     why = Tuned(f"measured on {self.toolchain.name}: the model with it as {c.op} "
                                 f"{as_fc.text()}, as Conv {as_conv.text()}")
                     exclude[c.key] = why
-                    current, now = self.attempt(exclude), as_fc
+                    current, now = trial, as_fc   # its graph; the reasons are written by the attempt below
             if exclude:
+                current = self.attempt(exclude)
                 base, now = self.measure(original, current.target)
             if _slower(now, base, noise) and current.result.converted:
                 why = Tuned(f"measured on {self.toolchain.name}: the converted model {now.text()} against the "
