@@ -27,8 +27,8 @@ class QnnHtp:
 
     def measure(self, paths: List[str], rounds: int = 5) -> List[Cost]:
         import onnx
-        quantized = any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv")
-                        for n in onnx.load(paths[0], load_external_data=False).graph.node)
+        from ..verify.verdict import is_quantized
+        quantized = is_quantized(onnx.load(paths[0], load_external_data=False))
         found = qnn_htp.measure(paths, fp16=not quantized, rounds=rounds)
         return [Cost(r["cycles"] if not r["error"] else None, UNIT,
                      [c for c in r.get("cycles_per_session", []) if c], r["error"]) for r in found]

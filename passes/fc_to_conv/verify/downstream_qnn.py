@@ -17,15 +17,14 @@ import onnx
 
 from ..toolchains import qnn_htp
 from .compare import TOLERANCES, Precision, compare_output
-from .verdict import Reference
+from .verdict import Reference, is_quantized
 
 
 def check(path: str, reference: Reference, rtol: float, atol: float, result) -> None:
     """Fill `result` (a downstream.Downstream) with the emulator's run of the file at `path`."""
     import onnxruntime_qnn
     result.version = getattr(onnxruntime_qnn, "__version__", "")
-    quantized = reference.integer or any(n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                                         for n in onnx.load(path, load_external_data=False).graph.node)
+    quantized = reference.integer or is_quantized(onnx.load(path, load_external_data=False))
     fp16 = not quantized
     result.how = "HTP emulator, " + ("its integer kernels" if quantized else "fp16 precision")
     f_rtol, f_atol = TOLERANCES[Precision.QUANTIZED if quantized else Precision.FLOAT16]
