@@ -76,7 +76,7 @@ def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, r
         path = model if isinstance(model, str) else to_file(model, tmp)
         if tool == "qnn":
             from . import downstream_qnn
-            result = Downstream("QNN", against="against onnxruntime's run of the original")
+            result = Downstream("QNN")
             downstream_qnn.check(path, reference, rtol, atol, result)
             return result
         result, _ = _openvino(path, reference.outputs, reference, rtol, atol)
@@ -88,10 +88,7 @@ def check(tool: str, model: Union[onnx.ModelProto, str], reference: Reference, r
         if baseline.error:
             return result
         own, _ = _openvino(path, values, reference, rtol, atol)
-        for mine, floor in zip(own.outputs, baseline.outputs):
-            if not mine.passed and not mine.detail and mine.norm_err <= floor.norm_err:
-                mine.passed = True   # no further from the original than the two runtimes are from each other
-                mine.detail = f"within the runtimes' own difference on the original (norm_err {floor.norm_err:.3g})"
+        accept_within(own.outputs, baseline.outputs, "the runtimes'")
         worst = max((o.norm_err for o in baseline.outputs), default=0.0)
         own.against = (f"against OpenVINO's own run of the original (which differs from onnxruntime's by "
                        f"norm_err {worst:.3g})")
@@ -116,21 +113,35 @@ def _openvino(path: str, expected: List[list], reference: Reference, rtol: float
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         request = compiled.create_infer_request()
         ports = {name: port for port in compiled.outputs for name in port.get_names()}
-        checks: Dict[str, OutputCheck] = {}
         for feed, refs in zip(reference.feeds, expected):
             got = request.infer(feed)
-            values = []
-            for name, ref in zip(reference.names, refs):
-                value = _as(np.asarray(got[ports[name]]).copy(), np.asarray(ref))
-                values.append(value)
-                checks[name] = compare_output(name, np.asarray(ref), value, rtol, atol, checks.get(name),
-                                              reference.steps.get(name, 0.0))
-            outputs.append(values)
+            outputs.append([_as(np.asarray(got[ports[name]]).copy(), np.asarray(ref))
+                            for name, ref in zip(reference.names, refs)])
     except Exception as exc:
         result.error = f"OpenVINO cannot compile or run the {which} model: {first_line(exc)}"
         return result, outputs
-    result.outputs = [checks[n] for n in reference.names]
+    result.outputs = compare_runs(outputs, expected, reference, rtol, atol)
     return result, outputs
+
+
+def compare_runs(runs: List[list], expected: List[list], reference: Reference, rtol: float,
+                 atol: float) -> List[OutputCheck]:
+    """Each output over the input sets: runs[i] (a value per output) against expected[i], in reference.names."""
+    checks: Dict[str, OutputCheck] = {}
+    for got, refs in zip(runs, expected):
+        for name, value, ref in zip(reference.names, got, refs):
+            checks[name] = compare_output(name, np.asarray(ref), value, rtol, atol, checks.get(name),
+                                          reference.steps.get(name, 0.0))
+    return [checks[n] for n in reference.names]
+
+
+def accept_within(own: List[OutputCheck], floor: List[OutputCheck], whose: str) -> None:
+    """Pass each failed output of the converted model that is no further from onnxruntime's original than the
+    runtime's run of the original itself (`floor`): the conversion moved it no further than the runtime does."""
+    for mine, base in zip(own, floor):
+        if not mine.passed and not mine.detail and mine.norm_err <= base.norm_err:
+            mine.passed = True
+            mine.detail = f"within {whose} own difference on the original (norm_err {base.norm_err:.3g})"
 
 
 def _as(got: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -10,13 +10,12 @@ onnxruntime left on its CPU, for the written model and the original.
 """
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import onnx
 
 from ..toolchains import qnn_htp
-from .compare import TOLERANCES, Precision, compare_output
+from .compare import TOLERANCES, Precision
+from .downstream import accept_within, compare_runs
 from .verdict import Reference, is_quantized
 
 
@@ -41,23 +40,16 @@ def check(path: str, reference: Reference, rtol: float, atol: float, result) -> 
     if not all(c.passed for c in checks) and isinstance(reference.original, str):
         original = qnn_htp.outputs(reference.original, reference.feeds, fp16)
         if original["error"] is None:
-            floor = _compare(original["outputs"], reference, rtol, atol)
-            for mine, own in zip(checks, floor):
-                if not mine.passed and mine.norm_err <= own.norm_err:
-                    mine.passed = True
-                    mine.detail = f"within HTP's own difference on the original (norm_err {own.norm_err:.3g})"
+            accept_within(checks, _compare(original["outputs"], reference, rtol, atol), "HTP's")
             result.placement += f"; the original's: {_counts(original['cpu_nodes'])}"
     result.outputs = checks
 
 
 def _compare(runs, reference: Reference, rtol: float, atol: float):
-    checks = {}
-    for got, refs in zip(runs, reference.outputs):
-        for name, value, ref in zip(reference.names, got, refs):
-            ref = np.asarray(ref)
-            checks[name] = compare_output(name, ref, np.asarray(value).astype(ref.dtype), rtol, atol,
-                                          checks.get(name), reference.steps.get(name, 0.0))
-    return [checks[n] for n in reference.names]
+    """HTP's outputs (in the original's dtypes) against onnxruntime's run of the original."""
+    typed = [[np.asarray(v).astype(np.asarray(r).dtype) for v, r in zip(got, refs)]
+             for got, refs in zip(runs, reference.outputs)]
+    return compare_runs(typed, reference.outputs, reference, rtol, atol)
 
 
 def _counts(cpu) -> str:
