@@ -79,23 +79,28 @@ def _evaluate(tree: ast.Expression, named: Dict[str, int]) -> int:
 
 
 def input_shapes(inputs, fixed: Dict[str, List[int]], given: Dict[str, np.ndarray], symbols: Dict[str, int], s: int,
-            strategy: Strategy) -> Dict[str, List[int]]:
+                 strategy: Strategy, relations: Optional[Dict[str, str]] = None,
+                 decode: Optional[str] = None) -> Dict[str, List[int]]:
     """Every generated input's shape for input set `s`. A name takes the value the user's arrays or fixed shapes
     give it, else one as _dim says. A dim named by an expression of other dims' names takes its value from theirs
     (a mask as long as past + new tokens), so a KV-cache decoder's inputs agree with one another; a name that only
-    appears inside expressions gets a value as any named dim does."""
+    appears inside expressions gets a value as any named dim does. `relations` (dim_relations.py) give a name
+    the expression the graph requires; `decode` names the new tokens' dim, 1 in every second set."""
+    relations = relations or {}
     named: Dict[str, int] = {}
     for inp in inputs:
         shape = given[inp.name].shape if inp.name in given else fixed.get(inp.name)
         for d, v in zip(dims_of(inp.type)[1] or [], shape if shape is not None else []):
             if isinstance(d, str) and d.isidentifier():
                 named.setdefault(d, int(v))
+    if decode and s % 2 == 1 and strategy.fill is Fill.NAMED:
+        named.setdefault(decode, 1)
     shapes: Dict[str, List] = {}
     for inp in (i for i in inputs if i.name not in given):
         if inp.name in fixed:
             shapes[inp.name] = list(fixed[inp.name])
             continue
-        dims = dims_of(inp.type)[1] or []
+        dims = [relations.get(d, d) if isinstance(d, str) and d not in named else d for d in dims_of(inp.type)[1] or []]
         shape = []
         for j, d in enumerate(dims):
             if _expression(d) is not None:

@@ -4,7 +4,9 @@
 - Integer inputs read by a Gather as indices (token ids, position ids): uniform in [0, size of the gathered axis),
   so every id is valid; read by a OneHot (magika's bytes): uniform in [0, depth). Other integer inputs (attention
   masks, flags): 0 or 1 at random, with the first position of the last axis 1, so that a padding mask never
-  masks a whole row. (They were all ones: a mask then never masked anything.) The report names the inputs used
+  masks a whole row. (They were all ones: a mask then never masked anything.) A mask that dim_relations.py finds
+  covering a decoder's past and new tokens is all ones, as a decoder runs (GroupQueryAttention reads its sum as the
+  sequence's length and refuses one shorter than the new tokens). The report names the inputs used
   and flags any input whose every value is the same.
 - Dynamic dims: `--input-shape NAME:DxDxD` fixes an input's whole shape. Otherwise each named dynamic dim
   (dim_param) takes one value per input set, the same for every input that names it; the i-th distinct name gets
@@ -30,6 +32,7 @@ from ..errors import BadInput
 from ..graph.constants import Constants
 from ..graph.graph_index import GraphIndex, default_opset
 from ..graph.shapes import TypeShape, dims_of
+from .dim_relations import relations
 from .input_dims import STRATEGIES, input_shapes
 
 
@@ -133,11 +136,14 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
                            Constants(GraphIndex(model.graph), model.ir_version, default_opset(model)))
     compared = compared_values(model)
     symbols: Dict[str, int] = {}
+    related, decode = relations(model, inputs, shapes)
+    covering = {i.name for i in inputs if any(isinstance(d, str) and " + " in related.get(d, "")
+                                              for d in dims_of(i.type)[1] or [])}
     feeds = []
     for s in range(sets):
         rng = np.random.default_rng(seed + s)
         feed: Dict[str, np.ndarray] = {}
-        shapes_of = input_shapes(inputs, fixed, given, symbols, s, strategy)
+        shapes_of = input_shapes(inputs, fixed, given, symbols, s, strategy, related, decode)
         for inp in inputs:
             if inp.name in given:
                 feed[inp.name] = given[inp.name]
@@ -155,6 +161,8 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
                 value = rng.integers(0, max(ranges[inp.name], 1), shape).astype(dtype)
             elif inp.name in compared and int(np.prod(shape)) == 1:
                 value = np.full(shape, compared[inp.name][0], dtype=dtype)
+            elif inp.name in covering:   # a decoder's mask over past + new tokens: every one of them there
+                value = np.ones(shape, dtype)
             else:   # a mask, a length, a flag: 0 or 1, never a constant; a padding mask never masks a whole row
                 value = rng.integers(0, 2, shape).astype(dtype)
                 if value.ndim:

@@ -12,7 +12,8 @@ from ..result import PassResult
 from . import inputs as feeds_mod
 from .compare import output_steps, tolerances
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
-from .verdict import Checked, CheckerVerdict, Reference, copy_of, is_quantized, run_checker
+from .checker import Checked, CheckerVerdict, run_checker
+from .verdict import Reference, copy_of, is_quantized
 
 if TYPE_CHECKING:
     from ..options import Options
@@ -36,7 +37,7 @@ LAYER_CHECK_MAX_BYTES = 2**30   # above this much weight, the layers are checked
 def verify(job, first: Outcome, original, reference: Reference, options: Options, weight_bytes: int):
     """The verification of `first`, reverting the layers that make it wrong: the outcome kept and its verdict.
 
-    Each converted layer is also checked on its own (isolate.py: cut out, on seeded random activations of its real
+    Each converted layer is also checked on its own (rules/isolate.py: cut out, on seeded random activations of its real
     input shape), so that a wrong rewrite is caught where the model's inputs barely reach it. That takes a second
     pass and holds every layer's weight: a model with more than LAYER_CHECK_MAX_BYTES of weights is checked on the
     whole only, unless it fails there (the verdict says so)."""
