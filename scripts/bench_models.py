@@ -49,6 +49,9 @@ QUANTIZED = [  # --quantized: models/quantized/ (scripts/make_quantized_models.p
     ("quantized/mlp_qoperator", {"x": [1, 32]}, "MLP, QOperator, batch 1"),
     ("quantized/cnn_qoperator", {"image": [1, 3, 32, 32]}, "CNN, QOperator, batch 1"),
     ("quantized/mlp_tensorrt", {"x": [1, 32]}, "MLP, TensorRT-style Q/DQ, batch 1"),
+    ("quantized/bert_modelopt", {"input_ids": [1, 128], "attention_mask": [1, 128]},
+     "BERT, ModelOpt-style Q/DQ, seq 128"),
+    ("quantized/vit_modelopt", {"image": [1, 3, 32, 32]}, "ViT, ModelOpt-style Q/DQ, batch 1"),
 ]
 
 

@@ -43,7 +43,7 @@ MUTATIONS = {
         '    """The keys that fail alone, assuming a bad rewrite fails whatever else is enabled."""\n    return {}\n',
         ["tests/test_revert.py"]),
     "per-K quantized head not refused": (
-        PKG + "rules/fc.py", "    if head is not None and quant is not None and scale_is_per_k(quant, cand.trans_b):",
+        PKG + "rules/fc.py", "    if head is not None and quant is not None and quant.varies_along_k(cand.trans_b):",
         "    if False:", ["tests/test_quantized.py"]),
     "quantized weights never shared": (
         PKG + "rules/fc.py", '1.0, (cand.w, trans_b, "q")', '1.0, (cand.w, trans_b, "q", id(cand))',

@@ -15,6 +15,10 @@ with random calibration data (seeded), in the forms users hand us:
     mlp_tensorrt.onnx      hand-built as NVIDIA's exporters write explicit quantization: fp32 weights behind
                            QuantizeLinear -> DequantizeLinear (int8 symmetric, per output channel), a Q -> DQ
                            pair (int8, per tensor) on each FC's activation
+    bert_modelopt.onnx     TensorRT-style as NVIDIA's ModelOpt writes it (dq_only): int8 weights per output channel
+    vit_modelopt.onnx      behind DequantizeLinear, a Q -> DQ pair (int8, per tensor, calibrated) on each FC's
+                           activation and no QuantizeLinear after the layer: onnxruntime runs each layer as
+                           MatMulIntegerToFloat
 """
 from __future__ import annotations
 
@@ -102,6 +106,49 @@ def tensorrt_mlp(name: str) -> None:
     print(f"wrote models/quantized/{name} ({os.path.getsize(os.path.join(OUT, name))} bytes)")
 
 
+def modelopt_style(src: str, name: str) -> None:
+    """Every MatMul / Gemm of `src` with a constant 2-D weight as ModelOpt's explicit quantization writes it."""
+    path = os.path.join(MODELS, src)
+    model = onnx.load(path)
+    weights = {t.name: t for t in model.graph.initializer}
+    layers = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights
+              and len(weights[n.input[1]].dims) == 2 and n.input[0] not in weights]
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n.input[0]) for n in layers)
+    import onnxruntime as ort
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    peak = {}
+    for feed in _Reader(path).sets[:4]:
+        for n, v in zip(layers, sess.run([n.input[0] for n in layers], feed)):
+            peak[n.input[0]] = max(peak.get(n.input[0], 0.0), float(np.abs(v).max()))
+    nodes, added, replaced = [], [], {n.input[1] for n in layers}
+    for node in model.graph.node:
+        if node in layers:
+            x, w_name = node.input[0], node.input[1]
+            w = numpy_helper.to_array(weights[w_name])
+            n_axis = 0 if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute) else 1
+            scale = (np.maximum(np.abs(w).max(axis=1 - n_axis), 1e-8) / 127).astype(np.float32)
+            q = np.clip(np.round(w / np.expand_dims(scale, 1 - n_axis)), -127, 127).astype(np.int8)
+            tag = node.name or node.output[0]
+            added += [numpy_helper.from_array(q, f"{tag}_wq"), numpy_helper.from_array(scale, f"{tag}_ws"),
+                      numpy_helper.from_array(np.float32(peak[x] / 127 or 1.0), f"{tag}_xs"),
+                      numpy_helper.from_array(np.int8(0), f"{tag}_xz")]
+            nodes += [helper.make_node("QuantizeLinear", [x, f"{tag}_xs", f"{tag}_xz"], [f"{tag}_xq"]),
+                      helper.make_node("DequantizeLinear", [f"{tag}_xq", f"{tag}_xs", f"{tag}_xz"], [f"{tag}_xd"]),
+                      helper.make_node("DequantizeLinear", [f"{tag}_wq", f"{tag}_ws"], [f"{tag}_wd"], axis=n_axis)]
+            node.input[0], node.input[1] = f"{tag}_xd", f"{tag}_wd"
+        nodes.append(node)
+    model.graph.ClearField("node")
+    model.graph.node.extend(nodes)
+    kept = [t for t in model.graph.initializer if t.name not in replaced or any(t.name in n.input for n in nodes)]
+    model.graph.ClearField("initializer")
+    model.graph.initializer.extend(kept + added)
+    model.producer_name = "fc2conv-scripts"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, os.path.join(OUT, name))
+    print(f"wrote models/quantized/{name} ({os.path.getsize(os.path.join(OUT, name))} bytes)")
+
+
 def main() -> None:
     os.makedirs(OUT, exist_ok=True)
     u8, u16 = QuantType.QUInt8, QuantType.QUInt16
@@ -115,6 +162,8 @@ def main() -> None:
                      weight_type=QuantType.QInt8)
     print("wrote models/quantized/mlp_dynamic.onnx")
     tensorrt_mlp("mlp_tensorrt.onnx")
+    modelopt_style("bert_tiny.onnx", "bert_modelopt.onnx")
+    modelopt_style("vit_tiny.onnx", "vit_modelopt.onnx")
 
 
 if __name__ == "__main__":

@@ -90,11 +90,13 @@ def test_unknown_rank_is_skipped():
 
 
 def test_constant_left_operand_of_rank_3_is_skipped():
-    """W @ x converts (tests/test_forms.py) for a 2-D W; a batched W on the left is not an FC layer."""
+    """W @ x converts (tests/test_forms.py) for a 2-D W, and a 3-D W as a grouped layer on [.., G, K, T]
+    (tests/test_grouped_left.py); broadcast over a 2-D x, it is not one."""
     m = make_model([helper.make_node("MatMul", ["W", "X"], ["Y"])], [vi("X", [4, 3])], [vi("Y", [5, 2, 3])],
                    [init("W", rand((5, 2, 4)))])
-    assert skipped_reason(m) == ("the constant is the left operand (W @ x) with shape [5, 2, 4]: only a 2-D W is a "
-                                 "fully connected layer")
+    assert skipped_reason(m) == ("the constant is the left operand with shape [5, 2, 4] and activation 'X' [4, 3]: a "
+                                 "3-D W on the left is a grouped layer only on [G, K, T] or [B, G, K, T] with the "
+                                 "same static G")
 
 
 def test_add_that_is_not_a_per_channel_bias_stays():

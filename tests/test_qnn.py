@@ -19,7 +19,7 @@ from passes.fc_to_conv import Options, convert, convert_file
 
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models")
-TANH_REASON = "its output reaches a Tanh through element-wise ops, left for QNN (--target qnn)"
+TANH_REASON = "its output reaches a Tanh through element-wise ops (a tanh GELU: x^3 on the way), left for QNN"
 needs_qnn = pytest.mark.skipif(not qnn_htp.available(), reason="onnxruntime-qnn is not installed (the qnn extra)")
 
 
@@ -47,6 +47,22 @@ def test_qnn_target_leaves_the_layer_before_a_tanh_gelu():
     assert [(s.name, s.reason.startswith(TANH_REASON)) for s in report.skipped] == [("fc1", True)], report.text()
     _, default = convert(gelu_mlp("tanh"))
     assert_converted(default, ["fc1", "fc2"])
+
+
+@pytest.mark.parametrize("tail", ["pooler", "softcap"])
+def test_qnn_target_converts_a_layer_whose_tanh_is_no_gelu(tail):
+    """Issue 24: the rule kept BERT's and ALBERT's poolers (Gemm -> Tanh) and Gemma2's soft-capped lm_head
+    (Div -> Tanh -> Mul) as FC, with a reason written for GPT-2's GELU; only the GELU's chain has the x^3."""
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], name="fc", transB=1)]
+    if tail == "pooler":
+        nodes.append(helper.make_node("Tanh", ["h"], ["y"]))
+    else:
+        nodes += [helper.make_node("Div", ["h", "cap"], ["d"]), helper.make_node("Tanh", ["d"], ["t"]),
+                  helper.make_node("Mul", ["t", "cap"], ["y"])]
+    m = make_model(nodes, [vi("x", ["b", 8])], [vi("y", ["b", 8])],
+                   [init("w", rand((8, 8), seed=5)), init("b", rand((8,), seed=6)), init("cap", np.float32(30.0))])
+    _, report = convert(m, Options(target="qnn"))
+    assert_converted(report, ["fc"])
 
 
 def test_qnn_target_converts_the_layer_before_an_erf_gelu():
@@ -145,3 +161,40 @@ def test_float_models_run_in_fp16_on_qnn_htp_with_every_node_there(name, tmp_pat
     assert runs[0]["error"] is None and not runs[0]["cpu_nodes"], runs[0]
     assert runs[1]["error"] is None and not runs[1]["cpu_nodes"], runs[1]
     assert runs[1]["cycles"], runs[1]
+
+
+def rms_norm(constant_first: bool = True):
+    """A transformers LLaMA's RMSNorm, x * (mean(x^2) + eps)^-1/2 * weight, as its export writes it (the weight
+    the Mul's first operand), then an FC layer: x [1, 16, 64]."""
+    d = 64
+    nodes = [helper.make_node("Pow", ["x", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq", "axes"], ["ms"], keepdims=1),
+             helper.make_node("Add", ["ms", "eps"], ["mse"]), helper.make_node("Sqrt", ["mse"], ["rt"]),
+             helper.make_node("Reciprocal", ["rt"], ["inv"]), helper.make_node("Mul", ["x", "inv"], ["normed"]),
+             helper.make_node("Mul", ["g", "normed"] if constant_first else ["normed", "g"], ["h"]),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="fc")]
+    inits = [init("two", np.array(2, np.float32)), init("axes", np.array([-1], np.int64)),
+             init("eps", np.array(1e-6, np.float32)), init("g", rand((d,), seed=3) + 1.5),
+             init("w", rand((d, d), seed=4))]
+    return make_model(nodes, [vi("x", [1, 16, d])], [vi("y", [1, 16, d])], inits, opset=18)
+
+
+def test_qnn_target_puts_the_constant_of_a_mul_second():
+    out, report = convert(rms_norm(), Options(target="qnn"))
+    assert report.verified and report.verification.outputs[0].max_abs == 0, report.text()   # the same function
+    mul = next(n for n in out.graph.node if "g" in n.input)
+    assert list(mul.input) == ["normed", "g"]
+    default, _ = convert(rms_norm())
+    assert list(next(n for n in default.graph.node if "g" in n.input).input) == ["g", "normed"]   # untouched
+
+
+@needs_qnn
+def test_an_rms_norm_with_its_weight_first_loads_on_htp_after_the_qnn_target(tmp_path):
+    """Issue 25, case 9: HTP fails to finalize the original (QNN_COMMON_ERROR_MEM_ALLOC, fp16 precision); with the
+    Mul's operands swapped every node runs on HTP."""
+    src, out = tmp_path / "rms.onnx", tmp_path / "rms_qnn.onnx"
+    onnx.save(rms_norm(), src)
+    assert convert_file(str(src), str(out), Options(target="qnn")).verified
+    original, converted = qnn_htp.measure([str(src), str(out)], fp16=True)
+    assert original["error"] and "finalize" in original["error"], original
+    assert converted["error"] is None and not converted["cpu_nodes"], converted

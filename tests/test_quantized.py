@@ -49,7 +49,8 @@ def test_quantized_weight_stays_quantized(per_channel, gemm, trans_b, alpha, zer
     assert_close(run(new, {"X": x})[0], run(m, {"X": x})[0])
 
 
-def test_block_quantized_weight_is_skipped_with_its_reason():
+def test_block_quantized_weight_stays_on_onnxruntime_and_converts_for_openvino():
+    """(tests/test_int4.py has the int4 forms and their numerics.)"""
     m = qdq_model(per_channel=False, opset=21)
     dq = m.graph.node[0]
     m.graph.initializer[1].CopyFrom(init("scale", np.full((2, 6), 0.02, np.float32)))
@@ -58,8 +59,12 @@ def test_block_quantized_weight_is_skipped_with_its_reason():
     dq.attribute[0].i = 0
     dq.attribute.append(helper.make_attribute("block_size", 4))
     _, report = convert(m, Options(verify=False))
-    assert report.skipped[0].reason == ("the weight is block-quantized (DequantizeLinear block_size): not kept "
-                                        "quantized yet")
+    assert report.skipped[0].reason.startswith("block-quantized weight, left for onnxruntime's MatMulNBits kernel")
+    new, report = convert(m, Options(target="openvino"))
+    assert report.verified and len(report.converted) == 1, report.text()
+    dq = next(n for n in new.graph.node if n.op_type == "DequantizeLinear" and "Conv" in
+              {r.op_type for r in new.graph.node if n.output[0] in r.input})
+    assert {a.name: a.i for a in dq.attribute} == {"axis": 1, "block_size": 4}
 
 
 def test_a_wrong_quantized_rewrite_is_caught_on_its_own(monkeypatch):
@@ -74,13 +79,16 @@ def test_a_wrong_quantized_rewrite_is_caught_on_its_own(monkeypatch):
 
 def test_quantized_activation_is_laid_out_before_it_is_dequantized():
     """x -> QuantizeLinear -> DequantizeLinear -> MatMul(DequantizeLinear(W)): the way in moves onto the integers,
-    so that each DequantizeLinear feeds the Conv directly, as QDQ compilers expect."""
+    so that each DequantizeLinear feeds the Conv directly, as QDQ compilers expect. (No QuantizeLinear after the
+    layer: onnxruntime runs it as MatMulIntegerToFloat, which --target onnxruntime keeps; openvino converts it.)"""
     m = qdq_model(per_channel=True)
     m.graph.initializer.extend([init("x_scale", np.float32(0.05)), init("x_zp", np.int8(0))])
     m.graph.node.insert(0, helper.make_node("QuantizeLinear", ["X", "x_scale", "x_zp"], ["xq"]))
     m.graph.node.insert(1, helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zp"], ["xd"]))
     m.graph.node[-1].input[0] = "xd"
-    new, report = convert(m)
+    _, kept = convert(m)
+    assert not kept.converted and "MatMulIntegerToFloat" in kept.skipped[0].reason
+    new, report = convert(m, Options(target="openvino"))
     assert report.verified, report.text()
     conv = next(n for n in new.graph.node if n.op_type == "Conv")
     producers = {o: n for n in new.graph.node for o in n.output}

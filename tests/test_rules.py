@@ -34,7 +34,8 @@ def test_each_node_is_taken_by_the_first_rule_that_matches():
     assert [(c.name, type(c.rule).__name__) for c in cands] == [
         ("gemm", "GemmRule"), ("mm", "MatMulAddRule"), ("plain", "MatMulRule")]
     assert [type(r).__name__ for r in RULES] == ["WeightFirstRule", "WrappedGemmRule", "GemmRule", "WrappedMatMulRule", "MatMulAddRule", "MatMulRule", "EinsumRule", "QLinearMatMulRule",
-                                                "QGemmRule", "KnownRule", "MatMulIntegerRule"]
+                                                "QGemmRule", "MatMulNBitsAddRule", "MatMulNBitsRule", "KnownRule",
+                                                "MatMulIntegerRule"]
 
 
 def test_matmul_add_needs_the_add_to_be_the_only_reader():

@@ -116,8 +116,30 @@ def test_cli_tune_without_a_toolchain_for_the_target_is_one_line(tmp_path):
     r = cli(src, out, "--tune", "--target", "rknn")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime, qnn)" in lines[0]
+    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime, openvino, qnn)" in lines[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
+
+
+def test_cli_tunes_on_openvino(tmp_path):
+    """OpenVINO's CPU plugin, static shapes (the verification's first input set), f32: its latency in the report."""
+    src, out, js = tmp_path / "in.onnx", tmp_path / "out.onnx", tmp_path / "r.json"
+    onnx.save(three_layers(), str(src))
+    r = cli(src, out, "--target", "openvino", "--tune", "--tune-rounds", "2", "--report", js)
+    assert r.returncode == 0, r.stderr
+    import json
+    tuning = json.loads(js.read_text())["tuning"]
+    assert tuning["toolchain"] == "openvino" and len(tuning["original"]["runs"]) == 2, r.stdout
+    assert tuning["original"]["value"] > 0 and tuning["tuned"]["value"] > 0
+
+
+def test_openvino_toolchain_missing_names_the_extra(monkeypatch):
+    import importlib.util
+    from passes.fc_to_conv import toolchains
+    from passes.fc_to_conv.errors import BadInput
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
+    with pytest.raises(BadInput, match=r'--tune: the openvino toolchain needs OpenVINO: pip install -e "\.\[openvino\]"'):
+        toolchains.require("openvino")
 
 
 def _has_qnn():

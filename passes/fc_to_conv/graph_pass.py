@@ -27,7 +27,7 @@ from .rules import RULES, Candidate, CheckContext, Plan, Rule, Skip, find_candid
 from .steps import AFTER_REWRITE, Run
 from .targets.targets import TARGETS
 from .tune import Tuned
-from .verify.isolate import layer_model
+from .rules.isolate import layer_model
 
 MODES = ("full", "1x1")
 

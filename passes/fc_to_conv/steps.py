@@ -6,6 +6,7 @@ function of the run and the target that returns whether it changed the model (Pa
                            for a target that keeps the attention's chains, not those at its products
     qdq_form               in a quantized model, QuantizeLinear next to the Conv and each layout op on integers a
                            QDQ node unit (qdq.py)
+    constants_second       for a target that wants it (qnn), Mul(constant, x) as Mul(x, constant) (commute.py)
     list_new_initializers  below IR version 4 every initializer is also a graph input: list the new ones
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .graph.shapes import TypeShape, infer
 from .progress import Progress
 from .result import PassResult
 from .rewrite.cleanup import drop_identities, prune
+from .rewrite.commute import constants_second as swap
 from .rewrite.emit import Emitter
 from .rewrite.qdq import layout_units, quantize_before_layout
 from .rewrite.simplify import find_chains, simplify
@@ -92,6 +94,13 @@ def qdq_form(run: Run, target: Target) -> bool:
     return changed
 
 
+def constants_second(run: Run, target: Target) -> bool:
+    """For a target that wants it (qnn), the constant operand of every Mul and Add second (commute.py)."""
+    if not target.constants_second:
+        return False
+    return sum(swap(g, run.constants(g)) for g in graphs(run.model.graph)) > 0
+
+
 def list_new_initializers(run: Run, target: Target) -> bool:
     if run.model.ir_version >= 4 or not run.emitter.initializers:
         return False
@@ -101,4 +110,4 @@ def list_new_initializers(run: Run, target: Target) -> bool:
     return True
 
 
-AFTER_REWRITE = (collapse_chains, qdq_form, list_new_initializers)
+AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, list_new_initializers)

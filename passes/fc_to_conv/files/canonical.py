@@ -29,6 +29,7 @@ from typing import Callable, List, Optional, Union
 import numpy as np
 import onnx
 
+from .packed import stored
 from .validate import raw_bytes
 
 _SMALL = 1 << 16   # bytes: smaller tensors are simply serialized
@@ -115,7 +116,7 @@ class _Mismeasured(Exception):
 def _entry(t: onnx.TensorProto, held: Optional[np.ndarray], measure: bool) -> _Entry:
     if held is not None:  # data kept outside protobuf; the tensor only marks it (external_data, data_location)
         below, above = split(t, _RAW, drop=_EXTERNAL)
-        data = np.ascontiguousarray(held).astype(held.dtype.newbyteorder("<"), copy=False)
+        data = stored(held)
         return _Entry(t, below=below, above=above, raw=lambda: memoryview(data).cast("B"), raw_size=data.nbytes)
     if not t.HasField("raw_data") or raw_bytes(t) < _SMALL:
         return _Entry(t, whole=t.SerializeToString())

@@ -18,10 +18,11 @@ from typing import Optional
 
 import numpy as np
 import onnx
-from onnx import external_data_helper, helper, numpy_helper
+from onnx import external_data_helper, numpy_helper
 
 from ..errors import BadInput
 from ..graph.graph_index import tensors
+from .packed import storage_dtype, stored, stored_count, unpacked
 from .sinks import THRESHOLD, location_of, mark
 
 CHUNK = 64 * 2**20
@@ -39,12 +40,10 @@ def read_tensor(t: onnx.TensorProto, base_dir: Optional[str]) -> np.ndarray:
         if not is_external(t):
             return numpy_helper.to_array(t)
         info = external_data_helper.ExternalDataInfo(t)
-        dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
-        count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
         with open(os.path.join(base_dir or ".", info.location), "rb") as f:
             f.seek(info.offset or 0)
-            value = np.fromfile(f, dtype=dtype, count=count)
-        return value.reshape(tuple(t.dims))
+            raw = np.fromfile(f, dtype=storage_dtype(t.data_type), count=stored_count(t.data_type, t.dims))
+        return unpacked(raw, t.data_type, t.dims)
     except ValueError as exc:
         raise BadInput(f"tensor '{t.name}' is malformed: its data does not match its dims {list(t.dims)} "
                        f"({str(exc).splitlines()[0]})") from None
@@ -69,7 +68,7 @@ class DataSink:
         """Write `value` as the data of tensor `t` (name, type and dims already set)."""
         self._pad()
         start = self.offset
-        data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False)
+        data = stored(value)
         data.tofile(self._file)
         self.offset += data.nbytes
         mark(t, self.location, offset=start, length=data.nbytes)
@@ -106,9 +105,9 @@ class DataSink:
             return None
         self._file.flush()
         info = external_data_helper.ExternalDataInfo(t)
-        dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
-        count = int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
-        return np.fromfile(self._file.name, dtype=dtype, count=count, offset=info.offset or 0).reshape(tuple(t.dims))
+        raw = np.fromfile(self._file.name, dtype=storage_dtype(t.data_type), count=stored_count(t.data_type, t.dims),
+                          offset=info.offset or 0)
+        return unpacked(raw, t.data_type, t.dims)
 
 
 def stream_model(model: onnx.ModelProto, path: str, sink: DataSink, base_dir: Optional[str]) -> None:

@@ -123,6 +123,11 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int, output: 
     return out.astype(args[0].dtype)
 
 
+def layout_value(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.ndarray:
+    """What a layout op (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity) makes of constant `args`."""
+    return _evaluate(node, args, opset)
+
+
 def _dequantize(node: onnx.NodeProto, args: List[np.ndarray]) -> np.ndarray:
     """(q - zero_point) * scale, per tensor or along `axis` (default 1); the result has the scale's type."""
     if attr(node, "block_size", 0):

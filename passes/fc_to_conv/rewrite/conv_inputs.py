@@ -22,10 +22,7 @@ class ConvInputs:
         if plan.weight_key in self.weights:
             return self.weights[plan.weight_key]
         if quant is not None:
-            inputs = [self._quantized_weight(plan), em.constant(quant.q + "_scale", quant.scale)]
-            if quant.zero_point is not None:
-                inputs.append(em.constant(quant.q + "_zero_point", quant.zero_point))
-            name = em.node("DequantizeLinear", inputs, cand.w + "_conv", axis=quant.axis)
+            name = quant.emit(em, plan.fold_weight, cand.w)
         else:
             name = em.constant(cand.w + "_conv", plan.fold_weight())
         self.weights[plan.weight_key] = name
@@ -43,14 +40,3 @@ class ConvInputs:
         elif plan.bias_input is not None:
             inputs.append(plan.bias_input)
         return inputs
-
-    def _quantized_weight(self, plan: Plan) -> str:
-        """The re-laid integer weight; TensorRT style, QuantizeLinear of the re-laid float weight."""
-        quant, em = plan.quant, self.em
-        if quant.float_source is None:
-            return em.constant(quant.q + "_conv", plan.fold_weight())
-        inputs = [em.constant(quant.float_source + "_conv", plan.fold_weight()),
-                  em.constant(quant.q + "_q_scale", quant.q_scale)]
-        if quant.q_zero_point is not None:
-            inputs.append(em.constant(quant.q + "_q_zero_point", quant.q_zero_point))
-        return em.node("QuantizeLinear", inputs, quant.q + "_conv", axis=quant.axis)

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..files.packed import stored
 from ..files.sinks import THRESHOLD, Sink
 from ..graph.graph_index import Names
 
@@ -53,7 +54,7 @@ class Emitter:
         if self.sink is not None and value.nbytes >= THRESHOLD:
             self.sink.put(tensor, value)
         else:
-            tensor.raw_data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+            tensor.raw_data = stored(value).tobytes()
         self.initializers.append(name)
         return name
 

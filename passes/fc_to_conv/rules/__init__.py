@@ -8,9 +8,10 @@ a Plan for the rewrite, or a Skip with a one-line reason. rewrite/writer.py emit
     MatMulRule      MatMul(X, B)                                     matmul.py
     EinsumRule      Einsum with one constant operand that is an FC   einsum.py
     QLinearMatMulRule, QGemmRule   QOperator layers -> QLinearConv   qlinear.py
-    KnownRule       MatMulNBits, DynamicQuantizeMatMul, ...: counted, each left alone with its reason   known.py
+    MatMulNBitsAddRule, MatMulNBitsRule   onnxruntime's 4/8-bit blocked FC -> blocked DQ -> Conv   nbits.py
+    KnownRule       DynamicQuantizeMatMul, FusedMatMul, ...: counted, each left alone with its reason   known.py
     MatMulIntegerRule   dynamic quantization -> ConvInteger (only with --convert-dynamic)   qlinear.py
-Shared by all: the weight (constant or quantized, quantized.py), its dtype and the folded Conv weight (fc.py),
+Shared by all: the weight (constant or quantized, quantized.py; block-quantized, blocked.py), its dtype and the folded Conv weight (fc.py),
 and full-kernel classifier heads (head.py).
 
 A new form is a new rule in this list, with its tests; the first rule that matches a node takes it.
@@ -27,6 +28,7 @@ from .gemm import GemmRule
 from .known import KnownRule
 from .layers import ChannelsFirst, Grouped, Head, Rows
 from .matmul import MatMulAddRule, MatMulRule
+from .nbits import MatMulNBitsAddRule, MatMulNBitsRule
 from .plan import Candidate, CheckContext, Plan, QLinear, Quantized, Skip
 from .qlinear import MatMulIntegerRule, QGemmRule, QLinearMatMulRule
 from .weight_first import WeightFirstRule
@@ -44,8 +46,9 @@ class Rule(Protocol):
         """A Plan, or a Skip with the reason the layer stays as it is."""
 
 
-RULES: List[Rule] = [WeightFirstRule(), WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulAddRule(), MatMulRule(), EinsumRule(), QLinearMatMulRule(), QGemmRule(),
-                     KnownRule(), MatMulIntegerRule()]
+RULES: List[Rule] = [WeightFirstRule(), WrappedGemmRule(), GemmRule(), WrappedMatMulRule(), MatMulAddRule(), MatMulRule(),
+                     EinsumRule(), QLinearMatMulRule(), QGemmRule(), MatMulNBitsAddRule(), MatMulNBitsRule(), KnownRule(),
+                     MatMulIntegerRule()]
 
 
 def rules(convert_dynamic: bool = False) -> List[Rule]:

@@ -15,7 +15,7 @@ from . import fold
 from .head import find_head
 from .layers import ROWS
 from .plan import Candidate, CheckContext, Plan, Quantized
-from .quantized import find_quantized, scale_is_per_k, to_conv
+from .quantized import find_quantized
 
 T = onnx.TensorProto
 MAX_RANK = 4
@@ -105,17 +105,17 @@ def plan(cand: Candidate, ctx: CheckContext, w: np.ndarray, quant: Optional[Quan
     full-kernel on a classifier head's map (mode 'full'; not with transA, nor with a per-K quantization scale)."""
     head = find_head(cand.x, k, ctx.consts.index, ctx.shapes, ctx.consts) \
         if ctx.mode == "full" and not cand.trans_a else None
-    if head is not None and quant is not None and scale_is_per_k(quant, cand.trans_b):
+    if head is not None and quant is not None and quant.varies_along_k(cand.trans_b):
         head = None
     consts, trans_b, chw = ctx.consts, cand.trans_b, head.chw if head else None
     if quant is not None:
-        quant = to_conv(quant, trans_b, alpha)
-        source, scale, key = quant.float_source or quant.q, 1.0, (cand.w, trans_b, "q")
+        quant = quant.to_conv(trans_b, alpha)
+        scale, key = 1.0, (cand.w, trans_b, "q")
     else:
-        source, scale, key = cand.w, alpha, (cand.w, trans_b, alpha)
+        scale, key = alpha, (cand.w, trans_b, alpha)
 
     def fold_weight() -> np.ndarray:
-        values = consts.value(source)
+        values = quant.source_values(consts) if quant is not None else consts.value(cand.w)
         if chw is not None:
             return fold.full_kernel_weight(values, chw, trans_b, scale)
         return fold.conv_weight(values, trans_b, scale)

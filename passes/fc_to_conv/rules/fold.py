@@ -82,6 +82,13 @@ def grouped_conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 1)).reshape(g * n, k, 1, 1)
 
 
+def grouped_left_weight(w: np.ndarray) -> np.ndarray:
+    """A weight per group on the left, W [G, N, K] @ x [G, K, T] -> grouped Conv weight [G*N, K, 1, 1]:
+    W'[g*N + n, k] = W[g, n, k], a reshape."""
+    g, n, k = w.shape
+    return np.ascontiguousarray(w).reshape(g * n, k, 1, 1)
+
+
 def per_channel_bias(c: np.ndarray, n: int, out_rank: int) -> bool:
     """True when adding `c` to an output of shape [..., N] (rank out_rank) adds c[n] to column n only and
     leaves the output's shape unchanged: every dim of c but the last is 1, the last is 1 or N, and c has

@@ -9,8 +9,6 @@ from ..graph.constants import Constants
 from .plan import Candidate, CheckContext, Skip
 
 REASONS = {
-    ("com.microsoft", "MatMulNBits"): "block-quantized weights of 2 to 8 bits (MatMulNBits): Conv has no "
-                                      "block-quantized form",
     ("com.microsoft", "DynamicQuantizeMatMul"): "dynamic quantization (DynamicQuantizeMatMul, onnxruntime's fused "
                                                 "form): ConvInteger is about 12x slower on onnxruntime's CPU",
     ("com.microsoft", "MatMulIntegerToFloat"): "dynamic quantization (MatMulIntegerToFloat, onnxruntime's fused "

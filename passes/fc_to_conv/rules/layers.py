@@ -114,8 +114,10 @@ class Head(Rows):
 
 @dataclass
 class Grouped(Rows):
-    """G FC layers side by side (a weight [G, K, N]): one grouped Conv, laid out and back on its own."""
+    """G FC layers side by side (a weight [G, K, N]): one grouped Conv, laid out and back on its own. Channels
+    first (W [G, N, K] @ x [.., G, K, T]), the channels are in place: no Transpose either way."""
     group: int = 1
+    channels_first: bool = False
     label = "grouped"
 
     def reads_image(self, plan) -> bool:
@@ -131,12 +133,16 @@ class Grouped(Rows):
         em, g, k, n = writer.em, self.group, plan.k, plan.n
         batched = len(plan.x_dims) == 4
         perm = [0, 1, 3, 2] if batched else [0, 2, 1]
-        x = em.transpose(plan.cand.x, perm, hint + "_kt")
+        x = plan.cand.x if self.channels_first else em.transpose(plan.cand.x, perm, hint + "_kt")
         x = em.reshape(x, [0, g * k, 1, -1] if batched else [1, g * k, 1, -1], hint + "_image")
         conv_name, conv_out = em.names.fresh(hint + "_conv"), em.names.fresh(plan.output + "_conv")
         em.nodes.append(onnx.helper.make_node("Conv", [x, writer.convs.weight(plan)], [conv_out], name=conv_name,
                                               kernel_shape=[1, 1], group=g))
-        y = em.reshape(conv_out, [0, g, n, -1] if batched else [g, n, -1], hint + "_groups")
+        groups = [0, g, n, -1] if batched else [g, n, -1]
+        if self.channels_first:
+            em.reshape(conv_out, groups, hint + "_groups", plan.output)
+            return conv_name
+        y = em.reshape(conv_out, groups, hint + "_groups")
         em.transpose(y, perm, hint + "_rows", plan.output)
         return conv_name
 

@@ -6,14 +6,15 @@ the graph.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 import onnx
 
-from ..graph.constants import Constants
+from ..graph.constants import Constants, layout_value
 from ..graph.shapes import Dim, TypeShape
+from . import fold
 from .layers import ROWS, Rows
 
 
@@ -41,9 +42,11 @@ class Candidate:
 
 @dataclass
 class Quantized:
-    """A weight that reaches the layer through DequantizeLinear(q, scale, zero_point) of constants: the Conv
-    keeps it quantized, as DequantizeLinear of the re-laid integer weight."""
-    node: onnx.NodeProto
+    """A weight that reaches the layer through DequantizeLinear(q, scale, zero_point) of constants, per tensor or
+    per channel: the Conv keeps it quantized, as DequantizeLinear of the re-laid integer weight (emit). A form with
+    more to it (blocked.py's block_size) is a subclass that says how its scales follow the weight (to_conv) and
+    which attributes its DequantizeLinear takes."""
+    node: Optional[onnx.NodeProto]   # the DequantizeLinear (None: the FC op dequantizes itself, as MatMulNBits)
     q: str
     scale: np.ndarray
     zero_point: Optional[np.ndarray]
@@ -51,6 +54,41 @@ class Quantized:
     float_source: Optional[str] = None   # TensorRT style: q = QuantizeLinear(this float constant, ...)
     q_scale: Optional[np.ndarray] = None  # ... with this scale and zero point
     q_zero_point: Optional[np.ndarray] = None
+    through: List[onnx.NodeProto] = field(default_factory=list)   # layout ops between the DQ and the layer
+
+    def source_values(self, consts: Constants) -> np.ndarray:
+        """The weight's integers (TensorRT style: its float values) as the layer reads them, laid out by `through`."""
+        values = consts.value(self.float_source or self.q)
+        for node in self.through:
+            values = layout_value(node, [values] + [consts.value(i) for i in node.input[1:] if i], consts.opset)
+        return values
+
+    def attrs(self) -> Dict[str, int]:
+        return {"axis": self.axis}
+
+    def varies_along_k(self, trans_b: bool) -> bool:
+        """A scale that changes along the FC's input features K: it cannot follow K into a head's C x H x W."""
+        return self.scale.size > 1 and fold.quantized_conv_axis(self.axis, trans_b) == 1
+
+    def to_conv(self, trans_b: bool, alpha: float) -> "Quantized":
+        """The quantization of the Conv weight: the axis remapped, alpha folded into the scale."""
+        scale = self.scale if alpha == 1.0 else (self.scale.astype(np.float64) * alpha).astype(self.scale.dtype)
+        return replace(self, scale=scale, axis=fold.quantized_conv_axis(self.axis, trans_b))
+
+    def emit(self, em, folded: Callable[[], np.ndarray], hint: str) -> str:
+        """DequantizeLinear(the re-laid integer weight `folded()`, scale, zero point) -> the Conv weight; TensorRT
+        style, the integer weight is QuantizeLinear of the re-laid float weight."""
+        if self.float_source is None:
+            q = em.constant(self.q + "_conv", folded())
+        else:
+            inputs = [em.constant(self.float_source + "_conv", folded()), em.constant(self.q + "_q_scale", self.q_scale)]
+            if self.q_zero_point is not None:
+                inputs.append(em.constant(self.q + "_q_zero_point", self.q_zero_point))
+            q = em.node("QuantizeLinear", inputs, self.q + "_conv", **self.attrs())
+        inputs = [q, em.constant(self.q + "_scale", self.scale)]
+        if self.zero_point is not None:
+            inputs.append(em.constant(self.q + "_zero_point", self.zero_point))
+        return em.node("DequantizeLinear", inputs, hint + "_conv", **self.attrs())
 
 
 class Conv:

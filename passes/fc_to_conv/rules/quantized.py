@@ -1,31 +1,30 @@
-"""Quantized weights: W = DequantizeLinear(Q, scale, zero_point) of constants stays quantized in the Conv, as
-DequantizeLinear of the re-laid integer weight (fold.quantized_conv_axis gives the axis on the Conv weight).
+"""Quantized weights: W = DequantizeLinear(Q, scale, zero_point) of constants (8, 16 or 4 bits, per tensor or per
+channel) stays quantized in the Conv, as DequantizeLinear of the re-laid integer weight (fold.quantized_conv_axis
+gives the axis on the Conv weight); a block-quantized one is blocked.py's.
 TensorRT's explicit quantization, DequantizeLinear(QuantizeLinear(W float)), keeps the pair around the re-laid
 float weight, with the scales it had. An int32 DequantizeLinear bias is the Conv's bias as it is."""
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
 
-from . import fold
-from ..graph.constants import Constants
+from ..graph.constants import Constants, layout_value
 from ..graph.graph_index import attr
+from .blocked import find_blocked
 from .plan import Quantized
 
 T = onnx.TensorProto
-QUANT_TYPES = (T.INT8, T.UINT8, T.INT16, T.UINT16)
+QUANT_TYPES = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)   # (QOperator's: the first two)
 
 
 def find_quantized(name: str, consts: Constants) -> Union[None, str, Tuple[np.ndarray, Quantized]]:
     """None: not a DequantizeLinear output. A str: one that cannot be kept quantized (why). Else the integer
     weight's values and the rest of the quantization."""
-    node = consts.index.producer.get(name)
+    node, through = _through_layout(name, consts)
     if node is None or node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx"):
         return None
-    if attr(node, "block_size", 0):
-        return "the weight is block-quantized (DequantizeLinear block_size): not kept quantized yet"
     scale, zp = _scale_and_zero_point(node, consts)
     trt = _float_quantized(node, consts)
     if isinstance(trt, str):
@@ -35,12 +34,56 @@ def find_quantized(name: str, consts: Constants) -> Union[None, str, Tuple[np.nd
         return None  # dequantizes a run-time tensor: the check says what the layer is
     if q is None or scale is None or (len(node.input) > 2 and node.input[2] and zp is None):
         return "the weight's DequantizeLinear has inputs that are not constants"
+    axis = attr(node, "axis", 1)
+    if through:
+        if attr(node, "block_size", 0):
+            return "a block-quantized weight laid out again after its DequantizeLinear: not kept quantized"
+        moved = _moved(q, axis, scale, through, consts)
+        if isinstance(moved, str):
+            return moved
+        q, axis = moved
+    if attr(node, "block_size", 0):
+        if trt is not None:
+            return "the weight's QuantizeLinear -> DequantizeLinear is block-quantized: not kept"
+        return find_blocked(node, q, scale, zp, attr(node, "axis", 1), attr(node, "block_size", 0))
     if q.ndim != 2 or onnx.helper.np_dtype_to_tensor_dtype(q.dtype) not in QUANT_TYPES or scale.ndim > 1:
         return f"the weight's DequantizeLinear has a {q.dtype} [{', '.join(map(str, q.shape))}] input: not kept"
-    quant = Quantized(node, node.input[0], scale, zp, attr(node, "axis", 1))
+    quant = Quantized(node, node.input[0], scale, zp, axis, through=through)
     if trt is not None:
         quant.float_source, quant.q_scale, quant.q_zero_point = trt[1:]
     return q, quant
+
+
+LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+
+
+def _through_layout(name: str, consts: Constants) -> Tuple[Optional[onnx.NodeProto], List[onnx.NodeProto]]:
+    """The node that makes `name` once the layout ops between (Transpose, Reshape, ..., each of constants) are
+    passed, and those ops from it down: DequantizeLinear -> Transpose -> MatMul keeps the integer weight, laid out
+    as the Transpose lays it."""
+    chain: List[onnx.NodeProto] = []
+    node = consts.index.producer.get(name)
+    while (node is not None and node.op_type in LAYOUT_OPS and node.domain in ("", "ai.onnx") and node.input
+           and all(consts.value(i) is not None for i in node.input[1:] if i)):
+        chain.append(node)
+        node = consts.index.producer.get(node.input[0])
+    return node, chain[::-1]
+
+
+def _moved(q: np.ndarray, axis: int, scale: np.ndarray, through: List[onnx.NodeProto], consts: Constants):
+    """The integer weight laid out by `through`, and where its quantization axis went: DequantizeLinear is
+    element-wise along its axis, so DQ(q) laid out is DQ(q laid out) with the axis moved as the Transpose moves
+    dims; a Reshape keeps a per-tensor scale only."""
+    for node in through:
+        rank = q.ndim
+        q = layout_value(node, [q] + [consts.value(i) for i in node.input[1:] if i], consts.opset)
+        if node.op_type == "Transpose":
+            perm = list(attr(node, "perm", None) or range(rank)[::-1])
+            axis = perm.index(axis % rank)
+        elif node.op_type != "Identity" and scale.size > 1:
+            return (f"a per-channel weight reshaped by {node.op_type} after its DequantizeLinear: its channels do not "
+                    "follow, not kept quantized")
+    return q, axis
 
 
 def _scale_and_zero_point(node: onnx.NodeProto, consts: Constants):
@@ -82,14 +125,3 @@ def quantized_bias(name: str, consts: Constants, n: int) -> bool:
             and scale.size in (1, n) and scale.ndim <= 1 and zp is not None and not zp.any()
             and attr(node, "axis", 0) in (0, -1) and not attr(node, "block_size", 0))
 
-
-def scale_is_per_k(quant: Quantized, trans_b: bool) -> bool:
-    """A per-channel scale along the FC's input features K: it cannot follow K into a head's C x H x W."""
-    return quant.scale.size > 1 and fold.quantized_conv_axis(quant.axis, trans_b) == 1
-
-
-def to_conv(quant: Quantized, trans_b: bool, alpha: float) -> Quantized:
-    """The quantization of the Conv weight: the axis remapped, alpha folded into the scale."""
-    scale = quant.scale if alpha == 1.0 else (quant.scale.astype(np.float64) * alpha).astype(quant.scale.dtype)
-    return Quantized(quant.node, quant.q, scale, quant.zero_point, fold.quantized_conv_axis(quant.axis, trans_b),
-                     quant.float_source, quant.q_scale, quant.q_zero_point)

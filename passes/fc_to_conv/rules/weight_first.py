@@ -6,6 +6,7 @@ channels first:
     Gemm(A, B) with A constant        ->  the same with W = alpha * A' and x = B' (transB: B is read transposed);
                                           beta * C for a C of shape [N, 1] (per output channel) is the Conv bias
     MatMul(W [N, K], x [K])           ->  the usual FC layer x @ W^T
+    MatMul(W [G, N, K], x [B, G, K, T])  ->  a grouped Conv, channels in place (grouped.py)
 
 No Transpose: the channels are where the Conv wants them. A bias of shape [N, 1] (or [1, N, 1]) added after the
 MatMul is the Conv bias.
@@ -25,6 +26,7 @@ from . import fc
 from ..graph.constants import Constants
 from .add_bias import column_bias, fuse_bias, per_channel_column
 from .gemm import GemmRule
+from .grouped import plan_grouped_left
 from .layers import CHANNELS_FIRST
 from .matmul import MatMulAddRule, MatMulRule
 from .plan import Candidate, CheckContext, Plan, Skip
@@ -55,9 +57,11 @@ def _plan(cand: Candidate, ctx: CheckContext) -> Union[Plan, Skip]:
     consts = ctx.consts
     w_name, x_name = (cand.x, cand.w)
     w = consts.peek(w_name)
+    if w.ndim == 3 and cand.op == "MatMul":
+        return plan_grouped_left(cand, ctx, w_name, x_name)
     if w.ndim != 2:
-        return Skip(cand, f"the constant is the left operand (W @ x) with shape {list(w.shape)}: only a 2-D W is a "
-                          "fully connected layer")
+        return Skip(cand, f"the constant is the left operand (W @ x) with shape {list(w.shape)}: only a 2-D W (or a "
+                          "3-D W of a grouped layer) is a fully connected layer")
     why = fc.dtype_reason(onnx.helper.np_dtype_to_tensor_dtype(w.dtype), ctx.opset)
     if why:
         return Skip(cand, why)

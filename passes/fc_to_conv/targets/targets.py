@@ -7,7 +7,11 @@
               or start at one (attention.product_tensors). With it, a fused QKV layer's Split also runs on the
               image (region.py), so that each part's way out merges with its heads split.
 
-onnxruntime  collapse everything. onnxruntime folds the 4-D Transposes of the ways in and out into the
+onnxruntime  collapse everything; a block-quantized layer (int4 QDQ, MatMulNBits) stays: onnxruntime runs it as its
+             MatMulNBits kernel, where DequantizeLinear -> Conv dequantizes the weight at every run (3.7x-18x).
+             OpenVINO runs the converted form faster (the same 4 layers: 0.84x), QNN lowers it to LPBQ. So does
+             a TensorRT-style layer onnxruntime runs as MatMulIntegerToFloat (integer.py: 1.09x-1.12x converted).
+             onnxruntime folds the 4-D Transposes of the ways in and out into the
              reorders around its Conv kernel (layout.py), and the collapsed chains move the least data.
 openvino     the chains at the attention products stay as the model wrote them; every other chain collapses.
              OpenVINO fuses the attention (MatMul -> Softmax -> MatMul) into one kernel only when Q, K and V
@@ -26,7 +30,8 @@ qnn          as onnxruntime, but a layer whose output reaches a Tanh through ele
              Qualcomm's HTP fuses GPT-2's tanh GELU after a FullyConnected, not after a Conv (emulator: 3.22x ->
              1.06x the original's cycles); and a Relu or Clip between layers, on an image with 16 rows or more,
              becomes Max / Min, the same function, which HTP runs after a Conv at a fraction of a Relu's cost
-             (rewrite/clamps.py; wrapped_gemms: 1.58x -> the README's QNN table).
+             (rewrite/clamps.py; wrapped_gemms: 1.58x -> the README's QNN table). A Mul or Add with its constant
+             first has it second (rewrite/commute.py): HTP fails to finalize an RMSNorm's Mul(weight, normed).
 rknn         only Reshape-wrapped layers (Reshape -> Gemm/MatMul -> Reshape) convert: RKNN converts FC layers to
              Convs itself, where fc2conv's Conv with its bias read more (hf_distilbert 1.016x fp16) and a grouped
              Conv ran as Split + Convs + Concat (1.054x); a wrapped layer converted ran at 0.175x, and GPT-2's
@@ -42,7 +47,9 @@ import onnx
 
 from ..graph.constants import Constants
 from ..rules import Grouped, Plan
+from ..rules.blocked import Blocked
 from .attention import projections
+from .integer import integer_to_float
 from .unfused import feeding
 
 
@@ -73,13 +80,24 @@ class KeepProjections(_ByStructure):
 
 @dataclass(frozen=True)
 class KeepFeeding(_ByStructure):
-    """A layer whose output reaches one of `ops` through element-wise ops (unfused.py)."""
+    """A layer whose output reaches one of `ops` through element-wise ops, one of them in `via` (unfused.py)."""
     ops: FrozenSet[str]
+    reason: str
+    via: FrozenSet[str] = frozenset()
+
+    def layers(self, nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodeProto],
+               consts: Constants) -> Set[int]:
+        return feeding(fc_nodes, consts.index, self.ops, self.via)
+
+
+@dataclass(frozen=True)
+class KeepIntegerToFloat(_ByStructure):
+    """A quantized layer onnxruntime runs as MatMulIntegerToFloat (integer.py), found by the graph's structure."""
     reason: str
 
     def layers(self, nodes: Iterable[onnx.NodeProto], fc_nodes: Iterable[onnx.NodeProto],
                consts: Constants) -> Set[int]:
-        return feeding(fc_nodes, consts.index, self.ops)
+        return integer_to_float(fc_nodes, consts)
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,15 @@ class KeepGrouped(_OnPlan):
 
     def plan(self, plan: Plan) -> bool:
         return isinstance(plan.layer, Grouped)
+
+
+@dataclass(frozen=True)
+class KeepBlocked(_OnPlan):
+    """A layer with a block-quantized weight (rules/blocked.py, nbits.py), once its rule accepted it."""
+    reason: str
+
+    def plan(self, plan: Plan) -> bool:
+        return isinstance(plan.quant, Blocked)
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,7 @@ class KeepUnwrapped(_OnPlan):
         return not plan.absorbed
 
 
-Keep = Union[KeepProjections, KeepFeeding, KeepGrouped, KeepAll, KeepUnwrapped]
+Keep = Union[KeepProjections, KeepFeeding, KeepIntegerToFloat, KeepGrouped, KeepBlocked, KeepAll, KeepUnwrapped]
 
 
 @dataclass(frozen=True)
@@ -120,15 +147,23 @@ class Target:
     collapse_head_split: bool  # also collapse the chains into an attention product (and split a fused QKV layer)
     keeps: Tuple[Keep, ...] = ()
     clamps_as_max_min: bool = False   # a Relu or Clip on a wide image as Max / Min (rewrite/clamps.py)
+    constants_second: bool = False    # Mul(constant, x) as Mul(x, constant), Add too (rewrite/commute.py)
 
 
 TARGETS = {
-    "onnxruntime": Target(collapse_head_split=True),
+    "onnxruntime": Target(collapse_head_split=True, keeps=(KeepIntegerToFloat(
+        "a TensorRT-style quantized layer (Q -> DQ on its inputs, no QuantizeLinear after it), left for onnxruntime "
+        "(--target onnxruntime), which runs it as one MatMulIntegerToFloat kernel and its Conv form as "
+        "DequantizeLinear + float Conv (ModelOpt-style BERT 1.087x, ViT 1.124x the original's time converted)"),
+        KeepBlocked(
+        "block-quantized weight, left for onnxruntime's MatMulNBits kernel (--target onnxruntime): as DequantizeLinear "
+        "-> Conv the 4-bit weight is dequantized at every run (4 layers of 1024 x 2048, 16 tokens, 1 thread: 3.7x "
+        "the original's time from QDQ, 4.8x from MatMulNBits; other targets convert it)"),)),
     "openvino": Target(collapse_head_split=False),
-    "qnn": Target(collapse_head_split=True, clamps_as_max_min=True, keeps=(KeepFeeding(
-        frozenset({"Tanh"}), "its output reaches a Tanh through element-wise ops, left for QNN (--target qnn): HTP "
-                             "fuses such a chain after a FullyConnected, not after a Conv (GPT-2's tanh GELU: 2.9x "
-                             "the cycles converted)"),)),
+    "qnn": Target(collapse_head_split=True, clamps_as_max_min=True, constants_second=True, keeps=(KeepFeeding(
+        frozenset({"Tanh"}), "its output reaches a Tanh through element-wise ops (a tanh GELU: x^3 on the way), "
+                             "left for QNN (--target qnn): HTP fuses such a chain after a FullyConnected, not after "
+                             "a Conv (GPT-2's tanh GELU: 2.9x the cycles converted)", frozenset({"Pow"})),)),
     "rknn": Target(collapse_head_split=True, keeps=(KeepGrouped(
         "a grouped layer, left for RKNN (--target rknn): RKNN runs the batched MatMul as one exMatMul and the "
         "grouped Conv as Split + one Conv per group + Concat (grouped.onnx, fp16 on RK3588: 1.054x the cycles "
@@ -138,8 +173,8 @@ TARGETS = {
         "Only Reshape-wrapped layers convert (wrapped_gemms: 0.175x)"))),
     "ethos-u": Target(collapse_head_split=True, keeps=(KeepAll(
         "left as a fully connected layer for Ethos-U (--target ethos-u): Vela runs a FullyConnected better than the "
-        "1x1 Conv (transformer_block 2.05x, ViT 1.47x the cycles converted on U85-256; Arm's own backends turn 1x1 "
-        "Convs into FC)"),)),
+        "1x1 Conv on an image (transformer_block 2.05x, ViT 1.47x the cycles converted on U85-256); Vela turns "
+        "only a 1x1 Conv on a 1x1 input back into FullyConnected (convert_conv_to_fc)"),)),
     "ncnn": Target(collapse_head_split=True, keeps=(KeepProjections(
         "an attention projection, left for ncnn (--target ncnn): pnnx fuses the Q, K, V and output layers with the "
         "attention into one MultiHeadAttention layer, which a Conv would break (measured 1.3x slower on a ViT)"),)),

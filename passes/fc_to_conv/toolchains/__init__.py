@@ -45,11 +45,11 @@ class Cost:
 
 
 def _registry() -> Dict[str, object]:
-    from . import onnxruntime_cpu, qnn
-    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN}
+    from . import onnxruntime_cpu, openvino_cpu, qnn
+    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "openvino": openvino_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN}
 
 
-TOOLCHAINS = ("onnxruntime", "qnn")
+TOOLCHAINS = ("onnxruntime", "openvino", "qnn")
 
 
 def require(name: str):

@@ -1,114 +1,34 @@
 """onnxruntime's CPU EP as a toolchain to measure on: latency of one inference, in microseconds, with the
-runtime's default graph optimizations (what a user deploying on onnxruntime gets) and `threads` intra-op threads.
+runtime's default graph optimizations (what a user deploying on onnxruntime gets) and `threads` intra-op threads
+(latency.py: the rounds, the inputs, the statistic).
 
     python -m passes.fc_to_conv.toolchains.onnxruntime_cpu A.onnx B.onnx --rounds 5 --runs 20 --threads 1
-
-prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each round opens a new session of every model
-in turn (interleaved, so a slow spell of the machine hits all of them alike) and times `runs` inferences after
-one warm-up; a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise
-only adds to it, and a slow spell of the machine can take whole rounds). Dynamic dims
-are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
-import time
-from typing import List
-
-from . import Cost
-
-UNIT = "us"
+from .latency import Latency, main as time_models
 
 
-class OnnxruntimeCpu:
+class OnnxruntimeCpu(Latency):
     name = "onnxruntime"
-    noise = 0.05            # CPU latency on a shared machine: differences under 5% are not decided on
-
-    def __init__(self, threads: int = 1):
-        self.threads = threads
+    module = "passes.fc_to_conv.toolchains.onnxruntime_cpu"
 
     def missing(self) -> str:
         return ""            # onnxruntime is a dependency of fc2conv itself
-
-    def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
-        args = [sys.executable, "-m", "passes.fc_to_conv.toolchains.onnxruntime_cpu", *paths, "--rounds",
-                str(rounds), "--runs", str(runs), "--threads", str(self.threads)]
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return [Cost(None, UNIT, error=f"no result within {timeout:.0f} s") for _ in paths]
-        found = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                r = json.loads(line)
-                found[r["path"]] = r
-        died = f"the measuring process ended (exit {done.returncode}): {done.stderr.strip()[-200:]}"
-        costs = []
-        for p in paths:
-            r = found.get(p, {"error": died, "runs": []})
-            costs.append(Cost(min(r["runs"]) if r["runs"] and not r["error"] else None, UNIT, r["runs"], r["error"],
-                              statistic="min"))
-        return costs
 
 
 TOOLCHAIN = OnnxruntimeCpu()
 
 
-def _feeds(path: str):
-    import onnx
-    from ..graph.shapes import infer
-    from ..verify.inputs import make_feeds
-    model = onnx.load(path, load_external_data=False)
-    return make_feeds(model, infer(model), sets=1, seed=0)[0]
-
-
-def _session(path: str, threads: int):
+def open_runner(path: str, threads: int, feed):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("paths", nargs="+")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args(argv)
-    feeds, rounds, errors = {}, {p: [] for p in a.paths}, {}
-    for p in a.paths:
-        try:
-            feeds[p] = _feeds(p)
-        except Exception as exc:    # noqa: BLE001 - the finding is that it does not run
-            errors[p] = str(exc).splitlines()[0][:300]
-    for _ in range(a.rounds):
-        for p in a.paths:
-            if p in errors:
-                continue
-            try:
-                session = _session(p, a.threads)
-                session.run(None, feeds[p])
-                times = []
-                for _ in range(a.runs):
-                    t = time.perf_counter()
-                    session.run(None, feeds[p])
-                    times.append((time.perf_counter() - t) * 1e6)
-                rounds[p].append(statistics.median(times))
-            except Exception as exc:    # noqa: BLE001
-                errors[p] = str(exc).splitlines()[0][:300]
-    for p in a.paths:
-        print(json.dumps({"path": p, "error": errors.get(p), "runs": rounds[p]}), flush=True)
+    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return lambda f: session.run(None, f)
 
 
 if __name__ == "__main__":
-    main()
+    time_models(None, open_runner)

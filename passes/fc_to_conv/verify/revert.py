@@ -1,7 +1,7 @@
 """Verified or reverted: find the rewrites that make the model wrong, and convert again without them.
 
 Called when the whole converted model fails verification against the original (and the original itself ran):
-1. Each converted layer is cut out on its own (isolate.py), converted and compared: a layer wrong on its own is
+1. Each converted layer is cut out on its own (rules/isolate.py), converted and compared: a layer wrong on its own is
    reverted with that error. This finds a bug that hits every layer in one pass over tiny models.
 2. The pass runs again without those layers. If the whole model still fails, the remaining layers are bisected:
    the pass runs with only one half of them enabled, then the half of that half that fails, and so on, so b bad

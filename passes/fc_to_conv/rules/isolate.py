@@ -16,7 +16,7 @@ from onnx import helper, numpy_helper
 
 from ..graph.constants import Constants
 from ..graph.shapes import TypeShape
-from ..rules import Plan
+from .plan import Plan
 
 
 def _value_info(name: str, shapes: Dict[str, TypeShape], elem: int) -> onnx.ValueInfoProto:
@@ -78,7 +78,8 @@ def layer_model(plan: Plan, consts: Constants, shapes: Dict[str, TypeShape], ops
     cand = plan.cand
     quantize = consts.index.producer.get(plan.quant.q) if plan.quant and plan.quant.float_source else None
     nodes = _in_order(plan.layer.before(plan) + ([quantize] if quantize else [])
-                      + ([plan.quant.node] if plan.quant else []) + plan.bypassed + [cand.node] + plan.absorbed
+                      + ([plan.quant.node] + plan.quant.through if plan.quant and plan.quant.node else [])
+                      + plan.bypassed + [cand.node] + plan.absorbed
                       + ([cand.add] if plan.fuse_add else []))
     x = plan.layer.input(plan)
     nodes = _own_shapes(nodes, plan, x, consts, opset)
@@ -102,6 +103,8 @@ def layer_model(plan: Plan, consts: Constants, shapes: Dict[str, TypeShape], ops
             else:
                 inits.append(numpy_helper.from_array(value, name))
     graph = helper.make_graph(nodes, "layer", inputs, [_value_info(plan.output, shapes, plan.dtype)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    domains = sorted({n.domain for n in nodes if n.domain not in ("", "ai.onnx")})   # contrib ops: version 1
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]
+                              + [helper.make_opsetid(d, 1) for d in domains])
     model.ir_version = max(ir_version, 4)
     return model

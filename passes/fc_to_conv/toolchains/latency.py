@@ -1,0 +1,101 @@
+"""CPU latency as a toolchain's cost: what onnxruntime_cpu.py and openvino_cpu.py share. A toolchain names the
+module that times its models (run as `python -m MODULE A.onnx B.onnx --rounds R --runs N --threads T` in a child
+process, so that a runtime that aborts ends the child and its models read "does not load") and how that module
+opens a model for inference; everything else, the rounds, the seeded inputs and the statistic, is here.
+
+The child prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each round opens every model in
+turn (interleaved, so a slow spell of the machine hits all of them alike) and times `runs` inferences after one
+warm-up; a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise only adds
+to it, and a slow spell can take whole rounds). Dynamic dims are fixed as the verification's first input set fixes
+them (verify/input_dims.py), the values seeded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from . import Cost
+
+UNIT = "us"
+Runner = Callable[[Dict[str, np.ndarray]], object]
+
+
+class Latency:
+    name = ""
+    module = ""             # the module whose main() times the models
+    noise = 0.05            # CPU latency on a shared machine: differences under 5% are not decided on
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+
+    def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
+        args = [sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
+                "--threads", str(self.threads)]
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return [Cost(None, UNIT, error=f"no result within {timeout:.0f} s") for _ in paths]
+        found = {}
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                found[r["path"]] = r
+        died = f"the measuring process ended (exit {done.returncode}): {done.stderr.strip()[-200:]}"
+        costs = []
+        for p in paths:
+            r = found.get(p, {"error": died, "runs": []})
+            costs.append(Cost(min(r["runs"]) if r["runs"] and not r["error"] else None, UNIT, r["runs"], r["error"],
+                              statistic="min"))
+        return costs
+
+
+def feeds_for(path: str) -> Dict[str, np.ndarray]:
+    import onnx
+    from ..graph.shapes import infer
+    from ..verify.inputs import make_feeds
+    model = onnx.load(path, load_external_data=False)
+    return make_feeds(model, infer(model), sets=1, seed=0)[0]
+
+
+def main(argv, open_runner: Callable[[str, int, Dict[str, np.ndarray]], Runner]) -> None:
+    """Time the models on the command line; `open_runner(path, threads, feed)` opens one for inference (a new one
+    each round) and returns the call that runs it on a feed."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("paths", nargs="+")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    feeds, rounds, errors = {}, {p: [] for p in a.paths}, {}
+    for p in a.paths:
+        try:
+            feeds[p] = feeds_for(p)
+        except Exception as exc:    # noqa: BLE001 - the finding is that it does not run
+            errors[p] = str(exc).splitlines()[0][:300]
+    for _ in range(a.rounds):
+        for p in a.paths:
+            if p in errors:
+                continue
+            try:
+                run = open_runner(p, a.threads, feeds[p])
+                run(feeds[p])
+                times = []
+                for _ in range(a.runs):
+                    t = time.perf_counter()
+                    run(feeds[p])
+                    times.append((time.perf_counter() - t) * 1e6)
+                rounds[p].append(statistics.median(times))
+            except Exception as exc:    # noqa: BLE001
+                errors[p] = str(exc).splitlines()[0][:300]
+    for p in a.paths:
+        print(json.dumps({"path": p, "error": errors.get(p), "runs": rounds[p]}), flush=True)
