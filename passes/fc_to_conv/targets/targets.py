@@ -157,7 +157,7 @@ TARGETS = {
         "DequantizeLinear + float Conv (ModelOpt-style BERT 1.087x, ViT 1.124x the original's time converted)"),
         KeepBlocked(
         "block-quantized weight, left for onnxruntime's MatMulNBits kernel (--target onnxruntime): as DequantizeLinear "
-        "-> Conv the 4-bit weight is dequantized at every run (4 layers of 1024 x 2048, 16 tokens, 1 thread: 3.7x "
+        "-> Conv the weight is dequantized at every run (int4, 4 layers of 1024 x 2048, 16 tokens, 1 thread: 3.7x "
         "the original's time from QDQ, 4.8x from MatMulNBits; other targets convert it)"),)),
     "openvino": Target(collapse_head_split=False),
     "qnn": Target(collapse_head_split=True, clamps_as_max_min=True, constants_second=True, keeps=(KeepFeeding(

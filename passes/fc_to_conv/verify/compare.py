@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -136,45 +136,6 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
         if not (check.norm_err <= rtol or check.max_abs <= atol
                 or check.step and check.max_abs <= QUANTIZED_STEPS * check.step * (1 + 1e-6)):
             check.passed = False
-    return check
-
-
-def own_differences(names: List[str], first: list, again: list) -> Dict[str, float]:
-    """The outputs on which two runs of the same model on the same input differ, and by how much (max_abs; inf when
-    the two disagree on where NaN/Inf are, or on shape): a model with random ops, or a kernel that reads memory it
-    did not write (a fused attention under a mask that leaves rows empty)."""
-    differ = {}
-    for name, a, b in zip(names, first, again):
-        (a, a_shape), (b, b_shape) = flatten(a), flatten(b)
-        if a_shape != b_shape or a.shape != b.shape:
-            differ[name] = float("inf")
-        elif a.dtype.kind in "fc" and not np.array_equal(a, b, equal_nan=True):
-            finite_a, finite_b = np.isfinite(a), np.isfinite(b)
-            same = (finite_a == finite_b).all() and np.array_equal(a[~finite_a], b[~finite_b], equal_nan=True)
-            differ[name] = float(np.max(np.abs(a[finite_a].astype(np.float64) - b[finite_b]))) if same \
-                else float("inf")
-        elif a.dtype.kind not in "fc" and not np.array_equal(a, b):
-            differ[name] = float("inf")
-    return differ
-
-
-OWN_DIFFERENCE_FACTOR = 2.0   # two draws of the original's own noise lie up to twice its spread apart
-
-
-def within_own_difference(check: OutputCheck, own: float) -> OutputCheck:
-    """An output the original itself does not repeat (own_differences): it passes within OWN_DIFFERENCE_FACTOR
-    times the original's own difference, or, when that difference has no size (NaN/Inf that come and go), is left
-    out of the verdict; the line says which."""
-    if own == float("inf"):
-        check.passed = True
-        check.detail = ("left out: the original does not repeat this output on the same input (NaN/Inf or shape "
-                        "differ between two of its runs)")
-    elif not check.passed and not check.detail and check.max_abs <= OWN_DIFFERENCE_FACTOR * own:
-        check.passed = True
-        check.detail = (f"the original differs from itself by max_abs={own:.3g} between two runs on the same input: "
-                        f"within {OWN_DIFFERENCE_FACTOR:g}x that")
-    elif check.passed:
-        check.detail = check.detail or f"the original differs from itself by max_abs={own:.3g} between two runs"
     return check
 
 

@@ -8,7 +8,8 @@ verify with no option (issue 25, case 3).
                                     names them: total_sequence_length = past_sequence_length + sequence_length.
     what GroupQueryAttention needs  (com.microsoft) its past key's heads are kv_num_heads, its head size the query's
                                     width over the heads, and its batch 1: onnxruntime's kernel takes several new
-                                    tokens with a past only at batch 1.
+                                    tokens with a past only at batch 1. A sliding-window cache (Gemma2's
+                                    sliding_window_cache) holds local_window_size tokens: its past is that long.
 
 With a past found, every second input set is one decode step: the new tokens' dim s is 1 there (the first set
 prefills s tokens after a past). relations() returns {dim name: expression}, and the name of s.
@@ -56,11 +57,12 @@ def _attention(model: onnx.ModelProto, inputs: Dict[str, List], shapes: Dict[str
         width = (shapes.get(node.input[0], (0, None))[1] or [None])[-1]
         packed = not node.input[1]   # query, key and value in one tensor
         head_size = width // (heads + 2 * kv_heads if packed else heads) if isinstance(width, int) and heads else None
+        window = attr(node, "local_window_size", -1) if attr(node, "sliding_window_cache", 0) else -1
         for past in node.input[3:5]:
             dims = inputs.get(past)
             if dims is None or len(dims) != 4:
                 continue
-            for axis, value in ((0, 1), (1, kv_heads or None), (3, head_size)):
+            for axis, value in ((0, 1), (1, kv_heads or None), (2, window if window > 0 else None), (3, head_size)):
                 name = _named(dims, axis)
                 if name and value:
                     found.setdefault(name, str(value))

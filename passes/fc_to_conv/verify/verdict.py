@@ -31,7 +31,8 @@ import onnxruntime as ort
 from ..files.model_io import needs_external
 from ..progress import Progress
 from .checker import CheckerVerdict, Checked, first_line
-from .compare import OutputCheck, compare_value, own_differences, within_own_difference
+from .compare import OutputCheck
+from .unstable import Masks, compare_outputs, repeated
 from .inputs import describe
 
 @dataclass
@@ -148,7 +149,7 @@ class Reference:
         self.error: Optional[str] = None
         self.inputs, self.fallback = describe(feeds) if feeds else "", False
         self._outputs: Dict[bool, List[list]] = {}
-        self.unstable: Dict[str, float] = {}   # outputs the original does not repeat on the same input (own_differences)
+        self.repeats: List[Masks] = []   # per input set: the outputs the original does not repeat (unstable.py)
         self._failure = ""   # why the original failed on the inputs (not: why it did not load)
         if candidates is None:
             self.outputs = self._run_original(integer)
@@ -178,8 +179,10 @@ class Reference:
             try:
                 self._outputs[integer] = _run_all(sess, self.feeds, "running the original", self.progress)
                 if self.feeds and integer == self.integer:   # once more on the first set: does it repeat itself?
-                    self.unstable = own_differences(self.names, self._outputs[integer][0],
-                                                    sess.run(None, self.feeds[0]))
+                    outs = self._outputs[integer]
+                    first = repeated(self.names, outs[0], sess.run(None, self.feeds[0]))
+                    self.repeats = [first] + [repeated(self.names, o, sess.run(None, f))
+                                              for o, f in zip(outs[1:], self.feeds[1:])] if first else []
             except Exception as exc:
                 self._failure = first_line(exc)
                 self.error = (f"the original model fails on the generated inputs: {self._failure}; "
@@ -209,13 +212,6 @@ class Reference:
                 result.error = f"the rewritten model does not run in onnxruntime: {first_line(exc)}"
                 return result
             del sess
-        checks: Dict[str, OutputCheck] = {}
-        for ref, got in zip(expected, gots):
-            for name, r, g in zip(self.names, ref, got):
-                checks[name] = compare_value(name, r, g, rtol, atol, checks.get(name), self.steps.get(name, 0.0))
-        result.outputs = [within_own_difference(checks[n], self.unstable[n]) if n in self.unstable else checks[n]
-                          for n in self.names]
-        if self.names and all(self.unstable.get(n) == float("inf") for n in self.names):
-            result.error = ("the original gives other outputs from run to run on the same input (NaN/Inf or shapes "
-                            "differ): there is nothing to compare the rewrite with")
+        result.outputs, result.error = compare_outputs(self.names, expected, gots, self.repeats, rtol, atol,
+                                                       self.steps)
         return result
