@@ -107,7 +107,7 @@ def test_cli_tunes_on_onnxruntime(tmp_path):
     assert "tuning: measured on onnxruntime (" in r.stdout and " us" in r.stdout, r.stdout
     import json
     tuning = json.loads(js.read_text())["tuning"]
-    assert tuning["toolchain"] == "onnxruntime" and len(tuning["original"]["runs"]) == 2
+    assert tuning["toolchain"] == "onnxruntime" and len(tuning["original"]["runs"]) in (2, 4, 6)
 
 
 def test_cli_tune_without_a_toolchain_for_the_target_is_one_line(tmp_path):
@@ -128,7 +128,7 @@ def test_cli_tunes_on_openvino(tmp_path):
     assert r.returncode == 0, r.stderr
     import json
     tuning = json.loads(js.read_text())["tuning"]
-    assert tuning["toolchain"] == "openvino" and len(tuning["original"]["runs"]) == 2, r.stdout
+    assert tuning["toolchain"] == "openvino" and len(tuning["original"]["runs"]) % 2 == 0, r.stdout   # (pooled)
     assert tuning["original"]["value"] > 0 and tuning["tuned"]["value"] > 0
 
 
@@ -158,7 +158,7 @@ def test_tune_on_the_qnn_htp_emulator(tmp_path):
     report = convert_file(src, out, Options(target="qnn", tune=True, tune_rounds=3))
     assert report.verified and report.written, report.text()
     t = report.tuning
-    assert t.toolchain == "qnn" and t.original.unit == "cycles" and len(t.original.runs) == 3, report.text()
+    assert t.toolchain == "qnn" and t.original.unit == "cycles" and len(t.original.runs) in (3, 6, 9), report.text()
     assert t.original.value > 0 and t.tuned.value > 0
     assert "tuning: measured on qnn (" in report.text() and " cycles" in report.text()
     (run,) = qnn_htp.measure([out], fp16=True)
@@ -235,3 +235,23 @@ def test_tuning_leaves_no_file_behind(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     _tuned(monkeypatch, Fake(slow_convs={"fc2"}))
     assert not glob.glob(str(tmp_path / "fc2conv-tune-*"))
+
+
+def test_a_pair_the_spread_leaves_undecided_is_measured_again_and_pooled():
+    """A slow spell took most rounds of the output: 1.3x slower by the figures, but its spread hides it; measured
+    again, its runs pooled with the first ones, it is decided (here: slower)."""
+    from passes.fc_to_conv.tune import Tuner
+
+    class Spells:
+        name, noise, calls = "fake", 0.05, 0
+
+        def measure(self, paths, rounds=5):
+            self.calls += 1
+            if self.calls == 1:   # the output: one fast round, the rest slow
+                return [Cost(100.0, "us", [100.0, 101.0], statistic="min"),
+                        Cost(130.0, "us", [130.0, 200.0], statistic="min")]
+            return [Cost(100.0, "us", [100.0, 100.5], statistic="min"),
+                    Cost(131.0, "us", [131.0, 131.5], statistic="min")]
+    tuner = Tuner(Spells(), attempt=None)
+    a, b = tuner.pair("a.onnx", "b.onnx")
+    assert tuner.measurements == 2 and len(b.runs) == 4 and b.value == 130.0 and b.spread < 0.01

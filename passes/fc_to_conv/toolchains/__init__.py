@@ -12,6 +12,7 @@ taken as equal: the tuner decides only on differences larger than it, or than th
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -37,6 +38,14 @@ class Cost:
             return (r[1] - r[0]) / self.value if len(r) > 1 else 0.0
         lo, hi = r[(len(r) - 1) // 4], r[(3 * (len(r) - 1) + 3) // 4]
         return (hi - lo) / self.value / 2
+
+    def merged(self, other: "Cost") -> "Cost":
+        """This cost and another measurement of the same model as one: the runs pooled, the figure taken again."""
+        if self.value is None or other.value is None:
+            return self if self.value is None else other
+        runs = self.runs + other.runs
+        value = min(runs) if self.statistic == "min" else statistics.median(runs)
+        return Cost(value, self.unit, runs, None, self.statistic)
 
     def text(self) -> str:
         if self.value is None:
