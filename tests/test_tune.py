@@ -255,3 +255,29 @@ def test_a_pair_the_spread_leaves_undecided_is_measured_again_and_pooled():
     tuner = Tuner(Spells(), attempt=None)
     a, b = tuner.pair("a.onnx", "b.onnx")
     assert tuner.measurements == 2 and len(b.runs) == 4 and b.value == 130.0 and b.spread < 0.01
+
+
+class Breaks(Fake):
+    """A model does not load while a Conv made from a layer named in `breakers` is in it (an EP that aborts)."""
+
+    def __init__(self, breakers):
+        super().__init__()
+        self.breakers = set(breakers)
+
+    def _cost(self, path):
+        nodes = onnx.load(path, load_external_data=False).graph.node
+        if any(n.op_type == "Conv" and any(n.name.startswith(b + "_") for b in self.breakers) for n in nodes):
+            return Cost(None, "cycles", error="the QNN EP ended the process (exit -6)")
+        return super()._cost(path)
+
+
+@pytest.mark.parametrize("breakers", [{"fc2"}, {"fc1", "fc3"}])
+def test_an_output_that_does_not_load_has_its_breaking_layers_found_by_bisection(monkeypatch, breakers):
+    """Issue 24: the converted swin_t made the QNN EP abort where the original ran. Only the layers that break it
+    go back (each found by a binary search over the layers still converted); the others stay Convs."""
+    fake = Breaks(breakers)
+    _, report = _tuned(monkeypatch, fake)
+    assert sorted(s.name for s in report.tuned) == sorted(breakers), report.text()
+    assert all("does not load with it as a Conv (found by bisection" in s.reason for s in report.tuned)
+    assert sorted(c.name for c in report.converted) == sorted({"fc1", "fc2", "fc3"} - breakers)
+    assert report.tuning.tuned.value is not None

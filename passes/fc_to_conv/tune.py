@@ -3,7 +3,9 @@ form the layers whose Conv form measures slower, until the whole model measures 
 
 1. The original and the output are measured together (toolchains/: a child process, interleaved rounds, each
    model's figure the toolchain's statistic over them).
-   An output no slower than the original beyond the noise is kept as it is.
+   An output no slower than the original beyond the noise is kept as it is. An output that does not load where the
+   original does (an EP that aborts reads "does not load") has layers put back, found by bisection one at a time
+   (until_it_loads), until it loads; then it is tuned as any other.
 2. Otherwise each converted layer in turn is tried in FC form: one attempt of the pass with that layer (and those
    already put back) left alone, measured against the current form in one interleaved run. The put-back stays
    when it measures faster by more than the noise: the toolchain's own floor or the spread of the two
@@ -84,9 +86,29 @@ class Tuner:
         onnx.save(target, path)
         return path
 
-    def measure(self, *targets) -> List[Cost]:
+    def measure(self, *targets, rounds: int = 0) -> List[Cost]:
         self.measurements += 1
-        return self.toolchain.measure([self._path(t) for t in targets], rounds=self.rounds)
+        return self.toolchain.measure([self._path(t) for t in targets], rounds=rounds or self.rounds)
+
+    def until_it_loads(self, keys: List[str], exclude: Dict[str, str]) -> Dict[str, str]:
+        """The layers to put back so that the output loads on the toolchain (it loads with none converted: the
+        original does). One at a time: the shortest prefix of the layers still converted that alone does not
+        load ends with one that breaks it (a binary search, log2(n) loads of one round each), which goes back."""
+        back: Dict[str, str] = {}
+        loads = lambda ex: self.measure(self.attempt(ex).target, rounds=1)[0].value is not None
+        while True:
+            live = [k for k in keys if k not in back]
+            if not live or loads({**exclude, **back}):
+                return back
+            lo, hi = 1, len(live)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if loads({**exclude, **back, **{k: Tuned("") for k in live[mid:]}}):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            back[live[lo - 1]] = Tuned(f"measured on {self.toolchain.name}: the output does not load with it as a "
+                                       "Conv (found by bisection; the original loads)")
 
     def pair(self, a, b) -> Tuple[Cost, Cost]:
         """a and b measured together; while one reads slower than the other by more than the noise but the spread
@@ -108,8 +130,12 @@ class Tuner:
         tuning = Tuning(self.toolchain.name, base, now, now, rounds=self.rounds)
         current, exclude = first, {}
         noise = self.toolchain.noise
+        if now.value is None and base.value is not None:   # bisect to an output that loads, then tune that
+            exclude = self.until_it_loads([c.key for c in first.result.converted], {})
+            current = self.attempt(exclude)
+            base, now = self.pair(original, current.target)
         if _slower(now, base, noise):
-            for c in first.result.converted:
+            for c in current.result.converted:
                 trial = self.attempt({**exclude, c.key: Tuned("")})
                 as_conv, as_fc = self.pair(current.target, trial.target)
                 if _slower(as_conv, as_fc, noise):

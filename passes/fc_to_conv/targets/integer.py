@@ -30,7 +30,7 @@ def _eight_bit_dq(name: str, consts: Constants, constant: bool) -> Optional[onnx
     q = consts.peek(node.input[0])
     if constant:
         ok = q is not None and onnx.helper.np_dtype_to_tensor_dtype(q.dtype) in EIGHT_BIT
-    else:   # an activation: Q -> DQ of a zero point's type, or without a zero point int8? (uint8 by default)
+    else:   # a run-time tensor: 8-bit by its zero point's type; without one, QuantizeLinear's default, uint8
         zp = consts.peek(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         ok = q is None and (zp is None or onnx.helper.np_dtype_to_tensor_dtype(zp.dtype) in EIGHT_BIT)
     return node if ok else None
