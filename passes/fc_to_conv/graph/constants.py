@@ -123,9 +123,10 @@ def _evaluate(node: onnx.NodeProto, args: List[np.ndarray], opset: int, output: 
     return out.astype(args[0].dtype)
 
 
-def layout_value(node: onnx.NodeProto, args: List[np.ndarray], opset: int) -> np.ndarray:
-    """What a layout op (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity) makes of constant `args`."""
-    return _evaluate(node, args, opset)
+def layout_value(node: onnx.NodeProto, x: np.ndarray, consts: "Constants") -> np.ndarray:
+    """What a layout op (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity) makes of `x`, its other inputs
+    (a Reshape's shape) read from `consts`."""
+    return _evaluate(node, [x] + [consts.value(i) for i in node.input[1:] if i], consts.opset)
 
 
 def _dequantize(node: onnx.NodeProto, args: List[np.ndarray]) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from . import fc
+from ..files.packed import unpacked
 from ..graph.constants import Constants
 from ..graph.graph_index import attr
 from .add_bias import fusable_add, fuse_bias
@@ -34,14 +35,12 @@ _TYPES = {4: T.UINT4, 8: T.UINT8}
 
 
 def unpack(packed: np.ndarray, rows: int, count: int, bits: int) -> np.ndarray:
-    """[rows, count] integers of `bits` bits from their packed bytes (row by row, low nibble first)."""
+    """[rows, count] integers of `bits` bits from their packed bytes, each row padded to whole bytes (4 bits: two
+    to a byte, the low nibble first, as files/packed.py reads onnx's own 4-bit data)."""
     raw = packed.reshape(rows, -1).astype(np.uint8)
     if bits == 8:
-        values = raw
-    else:
-        values = np.empty((rows, raw.shape[1] * 2), np.uint8)
-        values[:, 0::2], values[:, 1::2] = raw & 0x0F, raw >> 4
-    return values[:, :count]
+        return raw[:, :count]
+    return unpacked(raw.reshape(-1), T.UINT4, [rows, raw.shape[1] * 2])[:, :count].astype(np.uint8)
 
 
 class MatMulNBitsRule:

@@ -60,7 +60,7 @@ class Quantized:
         """The weight's integers (TensorRT style: its float values) as the layer reads them, laid out by `through`."""
         values = consts.value(self.float_source or self.q)
         for node in self.through:
-            values = layout_value(node, [values] + [consts.value(i) for i in node.input[1:] if i], consts.opset)
+            values = layout_value(node, values, consts)
         return values
 
     def attrs(self) -> Dict[str, int]:

@@ -76,7 +76,7 @@ def _moved(q: np.ndarray, axis: int, scale: np.ndarray, through: List[onnx.NodeP
     dims; a Reshape keeps a per-tensor scale only."""
     for node in through:
         rank = q.ndim
-        q = layout_value(node, [q] + [consts.value(i) for i in node.input[1:] if i], consts.opset)
+        q = layout_value(node, q, consts)
         if node.op_type == "Transpose":
             perm = list(attr(node, "perm", None) or range(rank)[::-1])
             axis = perm.index(axis % rank)
