@@ -28,8 +28,9 @@ class Fake:
     layout ops 2 each; `broken`: a model with any Conv does not load."""
     name, noise = "fake", 0.05
 
-    def __init__(self, slow_convs=(), broken=False, conv=1):
+    def __init__(self, slow_convs=(), broken=False, conv=1, layout=2, slow_fcs=()):
         self.slow, self.broken, self.conv, self.calls = set(slow_convs), broken, conv, 0
+        self.layout, self.slow_fcs = layout, set(slow_fcs)
 
     def missing(self):
         return ""
@@ -43,9 +44,9 @@ class Fake:
             if n.op_type == "Conv":
                 c += 100 if any(n.name.startswith(s + "_") for s in self.slow) else self.conv
             elif n.op_type in ("MatMul", "Gemm"):
-                c += 10
+                c += 100 if n.name in self.slow_fcs else 10
             elif n.op_type in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Flatten"):
-                c += 2
+                c += self.layout
         return Cost(float(c), "cycles", [float(c)] * 5)
 
     def measure(self, paths, rounds=5):
@@ -54,7 +55,7 @@ class Fake:
 
 
 def _tuned(monkeypatch, fake, model=None):
-    monkeypatch.setattr(api.toolchains, "require", lambda name: fake)
+    monkeypatch.setattr(api.toolchains, "require", lambda name, *a: fake)
     out, report = convert(model or three_layers(), Options(tune=True))
     assert report.verified, report.text()
     return out, report
@@ -64,13 +65,13 @@ def _convs(model):
     return sorted(n.name for n in model.graph.node if n.op_type == "Conv")
 
 
-def test_no_slower_output_is_kept_after_one_measurement(monkeypatch):
+def test_a_faster_output_costs_one_measurement_and_one_per_region(monkeypatch):
     fake = Fake()
-    out, report = _tuned(monkeypatch, fake)
-    assert len(report.converted) == 3 and not report.tuned and fake.calls == 1
+    out, report = _tuned(monkeypatch, fake)   # fc1 -> Relu -> fc2 -> Relu -> fc3: one image, one region
+    assert len(report.converted) == 3 and not report.tuned and fake.calls == 2
     t = report.tuning
     assert t.original.value == 30 and t.converted.value == t.tuned.value < 30, report.text()
-    assert "tuning: measured on fake (1 measurement(s) of 5 interleaved rounds each): original 30.0 cycles" \
+    assert "tuning: measured on fake (2 measurement(s) of 5 interleaved rounds each): original 30.0 cycles" \
         in report.text()
 
 
@@ -83,6 +84,37 @@ def test_the_slow_layer_alone_is_kept_as_fc_with_its_figures(monkeypatch):
     assert "as Conv 1" in line and "cycles" in line, line
     assert report.tuning.tuned.value < report.tuning.original.value
     assert not report.reverted   # a tuned layer is no numeric revert (and --strict does not fail on it)
+
+
+def two_regions() -> onnx.ModelProto:
+    """fc1 -> Relu -> fc2 (one image: one region), and fc3 on the Softmax of their output (a region of its own)."""
+    rng = np.random.default_rng(2)
+    w = lambda k, n: (rng.standard_normal((k, n)) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="fc2"),
+             helper.make_node("Softmax", ["h2"], ["s"], axis=-1),
+             helper.make_node("MatMul", ["s", "w3"], ["y"], name="fc3")]
+    return make_model(nodes, [vi("x", ["b", 8])], [vi("y", ["b", 4])],
+                      [init("w1", w(8, 16)), init("w2", w(16, 16)), init("w3", w(16, 4))])
+
+
+def test_regions_group_the_layers_one_image_joins():
+    from passes.fc_to_conv.tune_regions import regions
+    g = two_regions().graph
+    assert regions(g, ["#0", "#2", "#4"]) == [["#0", "#2"], ["#4"]]
+    g.node[1].op_type = "LayerNormalization"   # no element-wise path: each layer its own region
+    assert regions(g, ["#4", "#0", "#2"]) == [["#0"], ["#2"], ["#4"]]
+
+
+def test_a_region_slower_as_convs_goes_back_whole_where_no_layer_alone_pays(monkeypatch):
+    """Layout ops cost 8, a Conv 9, a MatMul 10 (fc3's 100): fc1 or fc2 put back alone leaves the other with the same
+    ways in and out (51 against 50), the two together save their ways (20); fc3 as Conv saves 91 - 41."""
+    fake = Fake(conv=9, layout=8, slow_fcs={"fc3"})
+    out, report = _tuned(monkeypatch, fake, two_regions())
+    assert [c.name for c in report.converted] == ["fc3"], report.text()
+    assert [s.name for s in report.tuned] == ["fc1", "fc2"]
+    assert "its region of 2 layers (fc1, fc2) as FC" in report.tuned[0].reason, report.tuned[0].reason
+    assert report.tuning.tuned.value < report.tuning.converted.value < report.tuning.original.value
 
 
 def test_an_output_slower_everywhere_becomes_the_original_graph(monkeypatch):
@@ -181,7 +213,7 @@ def test_decisions_repeat_a_tuned_conversion_byte_for_byte(monkeypatch, tmp_path
     onnx.save(three_layers(), str(src))
     decisions, a, b = str(tmp_path / "d.json"), str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx")
     fake = Fake(slow_convs={"fc2"})
-    monkeypatch.setattr(api.toolchains, "require", lambda name: fake)
+    monkeypatch.setattr(api.toolchains, "require", lambda name, *a: fake)
     tuned = convert_file(str(src), a, Options(tune=True, decisions=decisions))
     assert [s.name for s in tuned.tuned] == ["fc2"], tuned.text()
     import json
@@ -281,3 +313,30 @@ def test_an_output_that_does_not_load_has_its_breaking_layers_found_by_bisection
     assert all("does not load with it as a Conv (found by bisection" in s.reason for s in report.tuned)
     assert sorted(c.name for c in report.converted) == sorted({"fc1", "fc2", "fc3"} - breakers)
     assert report.tuning.tuned.value is not None
+
+
+def test_the_cpu_toolchain_measures_at_the_given_shapes_and_threads():
+    """--input-shape reaches the measuring child (a model timed at 2 x 64 rows, not at the verification's small
+    fallback dims), --tune-threads its sessions; the feeds it makes have those dims."""
+    from passes.fc_to_conv import toolchains
+    from passes.fc_to_conv.toolchains.latency import feeds_for
+    tc = toolchains.require("onnxruntime", 0, {"x": [64, 8]})
+    assert (tc.threads, tc.shapes) == (0, {"x": [64, 8]})
+    assert toolchains.require("onnxruntime").shapes == {}   # the registry's own stays unconfigured
+    import tempfile, os
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.onnx")
+        onnx.save(three_layers(), path)
+        assert feeds_for(path, {"x": [64, 8]})["x"].shape == (64, 8)
+        [cost] = tc.measure([path], rounds=1, runs=2)
+        assert cost.value and cost.value > 0 and cost.error is None, cost
+
+
+def test_bad_tune_threads_is_one_line(tmp_path):
+    src, out = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    onnx.save(three_layers(), str(src))
+    r = cli(src, out, "--tune", "--tune-threads", "-1")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--tune-threads -1 / --tune-rounds 5: threads must be 0" in lines[0]
+    assert not out.exists()

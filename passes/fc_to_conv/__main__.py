@@ -75,6 +75,9 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                         "and keep as FC the layers that measure slower as Convs (targets onnxruntime: CPU latency; qnn: HTP emulator cycles)")
     p.add_argument("--tune-rounds", type=int, default=5, metavar="N",
                    help="interleaved rounds of each --tune measurement (default 5)")
+    p.add_argument("--tune-threads", type=int, default=1, metavar="N",
+                   help="intra-op threads of the CPU toolchains' --tune measurements (default 1; 0: the runtime's "
+                        "default); the inputs are measured at the --input-shape dims")
     p.add_argument("--decisions", metavar="FILE.json",
                    help="with --tune: write the layers it kept as FC there; without: keep as FC the layers that file "
                         "names, unmeasured, so that a tuned conversion repeats byte for byte")
@@ -117,6 +120,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
     try:
         if args.input_sets < 1:
             raise BadInput("--input-sets must be at least 1")
+        if args.tune_threads < 0 or args.tune_rounds < 1:
+            raise BadInput(f"--tune-threads {args.tune_threads} / --tune-rounds {args.tune_rounds}: threads must be "
+                           "0 (the runtime's default) or more, rounds 1 or more")
         if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
             raise BadInput(f"--report {args.report}: its folder does not exist (nothing was converted or written)")
         options = Options(layout=args.layout, mode=args.mode, verify=not args.no_verify,
@@ -125,6 +131,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
                           target=args.target, tune=args.tune, tune_rounds=args.tune_rounds,
+                          tune_threads=args.tune_threads,
                           decisions=args.decisions,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)

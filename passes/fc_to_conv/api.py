@@ -64,8 +64,8 @@ def _tuned(job, outcome: Outcome, original, reference, options: Options, report:
     """--tune (measure, tune.py) and --decisions (write what it chose, or apply a file's choices unmeasured)."""
     names = {c.key: c.name for c in outcome.result.converted}   # every layer the verified attempt converted
     if options.tune:
-        outcome, report.tuning = Tuner(toolchains.require(options.target), job.attempt, options.tune_rounds
-                                       ).tune(outcome, original)
+        toolchain = toolchains.require(options.target, options.tune_threads, options.input_shapes)
+        outcome, report.tuning = Tuner(toolchain, job.attempt, options.tune_rounds).tune(outcome, original)
         kept = report.tuning.kept
         if options.decisions:
             decisions.write(options.decisions, report.tuning, names)

@@ -29,6 +29,7 @@ class Options:
     target: str = "onnxruntime"         # the runtime the output is for: the graph shape it runs fastest (targets/targets.py)
     tune: bool = False                  # measure on the target's toolchain; put back the layers slower as Convs (tune.py)
     tune_rounds: int = 5                # interleaved rounds of each measurement
+    tune_threads: int = 1               # CPU toolchains' intra-op threads (0: the runtime's default)
     decisions: Optional[str] = None     # with tune: write its choices there; without: apply that file's (decisions.py)
 
     def make_pass(self) -> FcToConvPass:

@@ -3,13 +3,15 @@ form the layers whose Conv form measures slower, until the whole model measures 
 
 1. The original and the output are measured together (toolchains/: a child process, interleaved rounds, each
    model's figure the toolchain's statistic over them).
-   An output no slower than the original beyond the noise is kept as it is. An output that does not load where the
-   original does (an EP that aborts reads "does not load") has layers put back, found by bisection one at a time
-   (until_it_loads), until it loads; then it is tuned as any other.
-2. Otherwise each converted layer in turn is tried in FC form: one attempt of the pass with that layer (and those
+   An output that does not load where the original does (an EP that aborts reads "does not load") has layers put
+   back, found by bisection one at a time (until_it_loads), until it loads; then it is tuned as any other.
+2. Then each region of converted layers (tune_regions.py: the layers that share a way in, or whose image
+   runs from one to the next) in turn is tried in FC form: one attempt of the pass with that region (and those
    already put back) left alone, measured against the current form in one interleaved run. The put-back stays
    when it measures faster by more than the noise: the toolchain's own floor or the spread of the two
-   measurements, whichever is larger. Cost: one attempt and one paired measurement per converted layer.
+   measurements, whichever is larger. Where a region of several layers measures faster as FC, each of its
+   layers is also tried alone, and the fastest of these forms stays (one slow layer among fast ones). Cost: one
+   attempt and one paired measurement per region, and one per layer of a region put back.
 3. The result is measured against the original once more; still slower beyond the noise, every layer is put back
    (the output is then the original's graph), so that the written model never measures slower.
 Each layer put back is reported with the figures it was decided on (the whole model's cost with it as FC and as
@@ -25,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import onnx
 
 from .toolchains import Cost
+from .tune_regions import regions
 from .verify.revert import Outcome
 
 
@@ -71,6 +74,10 @@ def _slower(a: Cost, b: Cost, noise: float) -> bool:
     if a.value is None or b.value is None:
         return a.value is None and b.value is not None
     return a.value > b.value * (1 + max(noise, a.spread + b.spread))
+
+
+def _graph(original: Union[onnx.ModelProto, str]) -> onnx.GraphProto:
+    return (original if isinstance(original, onnx.ModelProto) else onnx.load(original, load_external_data=False)).graph
 
 
 class Tuner:
@@ -121,6 +128,24 @@ class Tuner:
             ca, cb = ca.merged(na), cb.merged(nb)
         return ca, cb
 
+    def put_back(self, region: List[str], current: Outcome, exclude: Dict[str, str], layers):
+        """The part of `region` whose FC form measures fastest against `current`, faster beyond the noise: the
+        region as a whole, or, when that wins and it has several layers, one of its layers alone (a single slow
+        layer with fast partners). None when the region as Conv measures no slower."""
+        best = None
+        for part in [region] + ([[k] for k in region] if len(region) > 1 else []):
+            if part is not region and best is None:
+                break
+            trial = self.attempt({**exclude, **{k: Tuned("") for k in part}})
+            as_conv, as_fc = self.pair(current.target, trial.target)
+            if _slower(as_conv, as_fc, self.toolchain.noise) and (best is None or as_fc.value < best[3].value):
+                what = (f"it as {layers[part[0]].op}" if len(part) == 1 else
+                        f"its region of {len(part)} layers ({', '.join(layers[k].name for k in part)}) as FC")
+                why = Tuned(f"measured on {self.toolchain.name}: the model with {what} {as_fc.text()}, "
+                            f"as Conv {as_conv.text()}")
+                best = (part, why, trial, as_fc)
+        return best
+
     def tune(self, first: Outcome, original: Union[onnx.ModelProto, str]) -> Tuple[Outcome, Tuning]:
         with tempfile.TemporaryDirectory(prefix="fc2conv-tune-") as self.folder:
             return self._tune(first, original)
@@ -134,15 +159,13 @@ class Tuner:
             exclude = self.until_it_loads([c.key for c in first.result.converted], {})
             current = self.attempt(exclude)
             base, now = self.pair(original, current.target)
-        if _slower(now, base, noise):
-            for c in current.result.converted:
-                trial = self.attempt({**exclude, c.key: Tuned("")})
-                as_conv, as_fc = self.pair(current.target, trial.target)
-                if _slower(as_conv, as_fc, noise):
-                    why = Tuned(f"measured on {self.toolchain.name}: the model with it as {c.op} "
-                                f"{as_fc.text()}, as Conv {as_conv.text()}")
-                    exclude[c.key] = why
-                    current, now = trial, as_fc   # its graph; the reasons are written by the attempt below
+        if current.result.converted:
+            layers = {c.key: c for c in current.result.converted}
+            for region in regions(_graph(original), list(layers)):
+                found = self.put_back(region, current, exclude, layers)
+                if found:
+                    part, why, current, now = found   # its graph; the reasons are written by the attempt below
+                    exclude.update({k: why for k in part})
             if exclude:
                 current = self.attempt(exclude)
                 base, now = self.pair(original, current.target)

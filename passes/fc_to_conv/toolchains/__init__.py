@@ -61,8 +61,9 @@ def _registry() -> Dict[str, object]:
 TOOLCHAINS = ("onnxruntime", "openvino", "qnn")
 
 
-def require(name: str):
-    """The toolchain `name`, or BadInput (exit 2, one line) when it is unknown or not installed."""
+def require(name: str, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None):
+    """The toolchain `name` at `threads` threads on inputs of `shapes` (`configured`), or BadInput (exit 2, one
+    line) when it is unknown or not installed."""
     found = _registry().get(name)
     if found is None:
         raise BadInput(f"--tune: no toolchain measures target '{name}' yet (measured: {', '.join(TOOLCHAINS)}); "
@@ -70,4 +71,4 @@ def require(name: str):
     missing = found.missing()
     if missing:
         raise BadInput(f"--tune: {missing}")
-    return found
+    return found.configured(threads, shapes or {})

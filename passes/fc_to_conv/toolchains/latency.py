@@ -6,8 +6,9 @@ opens a model for inference; everything else, the rounds, the seeded inputs and 
 The child prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each round opens every model in
 turn (interleaved, so a slow spell of the machine hits all of them alike) and times `runs` inferences after one
 warm-up; a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise only adds
-to it, and a slow spell can take whole rounds). Dynamic dims are fixed as the verification's first input set fixes
-them (verify/input_dims.py), the values seeded.
+to it, and a slow spell can take whole rounds). The inputs have the shapes given (--input-shape); other dynamic
+dims are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
+`threads` intra-op threads (--tune-threads; 0: the runtime's default).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -33,12 +34,16 @@ class Latency:
     module = ""             # the module whose main() times the models
     noise = 0.05            # CPU latency on a shared machine: differences under 5% are not decided on
 
-    def __init__(self, threads: int = 1):
-        self.threads = threads
+    def __init__(self, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None):
+        self.threads, self.shapes = threads, dict(shapes or {})
+
+    def configured(self, threads: int, shapes: Dict[str, List[int]]) -> "Latency":
+        """This toolchain at `threads` intra-op threads (0: the runtime's default) on inputs of `shapes`."""
+        return type(self)(threads, shapes)
 
     def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
         args = [sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
-                "--threads", str(self.threads)]
+                "--threads", str(self.threads), "--shapes", json.dumps(self.shapes)]
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         try:
@@ -59,12 +64,12 @@ class Latency:
         return costs
 
 
-def feeds_for(path: str) -> Dict[str, np.ndarray]:
+def feeds_for(path: str, shapes: Optional[Dict[str, List[int]]] = None) -> Dict[str, np.ndarray]:
     import onnx
     from ..graph.shapes import infer
     from ..verify.inputs import make_feeds
     model = onnx.load(path, load_external_data=False)
-    return make_feeds(model, infer(model), sets=1, seed=0)[0]
+    return make_feeds(model, infer(model), sets=1, seed=0, fixed=shapes)[0]
 
 
 def main(argv, open_runner: Callable[[str, int, Dict[str, np.ndarray]], Runner]) -> None:
@@ -75,11 +80,12 @@ def main(argv, open_runner: Callable[[str, int, Dict[str, np.ndarray]], Runner])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shapes", default="{}", help="JSON: input name -> dims (--input-shape)")
     a = ap.parse_args(argv)
     feeds, rounds, errors = {}, {p: [] for p in a.paths}, {}
     for p in a.paths:
         try:
-            feeds[p] = feeds_for(p)
+            feeds[p] = feeds_for(p, json.loads(a.shapes))
         except Exception as exc:    # noqa: BLE001 - the finding is that it does not run
             errors[p] = str(exc).splitlines()[0][:300]
     for _ in range(a.rounds):

@@ -25,6 +25,9 @@ class QnnHtp:
             return "the qnn toolchain needs Qualcomm's HTP emulator: pip install -e \".[qnn]\" (onnxruntime-qnn)"
         return ""
 
+    def configured(self, threads: int, shapes) -> "QnnHtp":
+        return self   # the emulator counts cycles (no threads) and fixes every dynamic dim to 1 (qnn_htp.py)
+
     def measure(self, paths: List[str], rounds: int = 5) -> List[Cost]:
         import onnx
         from ..verify.verdict import is_quantized
