@@ -104,6 +104,10 @@ def test_regions_group_the_layers_one_image_joins():
     assert regions(g, ["#0", "#2", "#4"]) == [["#0", "#2"], ["#4"]]
     g.node[1].op_type = "LayerNormalization"   # no element-wise path: each layer its own region
     assert regions(g, ["#4", "#0", "#2"]) == [["#0"], ["#2"], ["#4"]]
+    g.node[1].op_type, g.node[1].input[:] = "Add", ["h1", "stream"]   # a residual Add: the image ends there
+    assert regions(g, ["#0", "#2", "#4"]) == [["#0"], ["#2"], ["#4"]]
+    g.node[1].input[:] = ["h1", "w1"]                                 # an Add of a constant runs on the image
+    assert regions(g, ["#0", "#2", "#4"]) == [["#0", "#2"], ["#4"]]
 
 
 def test_a_region_slower_as_convs_goes_back_whole_where_no_layer_alone_pays(monkeypatch):

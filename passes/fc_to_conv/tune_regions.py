@@ -13,7 +13,7 @@ of its own.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Set
 
 import onnx
 
@@ -40,11 +40,13 @@ def regions(graph: onnx.GraphProto, keys: List[str]) -> List[List[str]]:
     by_input: Dict[str, str] = {}
     layer_of = {id(nodes[i]): k for k, i in at.items()}
     reader = readers(nodes)
+    fixed = {t.name for t in graph.initializer} | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    fixed |= {o for i in at.values() for o in nodes[i].output}   # a product of two layers' outputs (SwiGLU)
     for k, i in at.items():
         node = nodes[i]
         if node.input and node.input[0]:
             union(k, by_input.setdefault(node.input[0], k))   # one way in for every layer reading this tensor
-        for other in _reached(node, reader, layer_of):
+        for other in _reached(node, reader, layer_of, fixed):
             union(k, other)
     groups: Dict[str, List[str]] = {}
     for k in keys:
@@ -53,15 +55,20 @@ def regions(graph: onnx.GraphProto, keys: List[str]) -> List[List[str]]:
     return sorted((sorted(g, key=order) for g in groups.values()), key=lambda g: order(g[0]))
 
 
-def _reached(node: onnx.NodeProto, reader, layer_of) -> List[str]:
-    """The converted layers whose data input this layer's output reaches through element-wise ops only."""
+def _reached(node: onnx.NodeProto, reader, layer_of, fixed: Set[str]) -> List[str]:
+    """The converted layers whose input this layer's output reaches through element-wise ops whose other operands
+    are constants or layers' outputs (the ops the rewrite moves onto the image; a residual Add with the stream
+    ends the image, so one block's layers do not join the next's)."""
     found, seen, todo = [], set(), list(node.output)
+    walked = set(todo)
     while todo:
         tensor = todo.pop()
         for r in reader.get(tensor, []):
             if id(r) in layer_of:
                 found.append(layer_of[id(r)])
-            elif r.op_type in ELEMENTWISE and r.domain in ("", "ai.onnx") and id(r) not in seen:
+            elif (r.op_type in ELEMENTWISE and r.domain in ("", "ai.onnx") and id(r) not in seen
+                  and all(i == tensor or i in fixed or i in walked for i in r.input if i)):
                 seen.add(id(r))
                 todo.extend(r.output)
+                walked.update(r.output)
     return found
