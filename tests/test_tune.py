@@ -28,9 +28,9 @@ class Fake:
     layout ops 2 each; `broken`: a model with any Conv does not load."""
     name, noise = "fake", 0.05
 
-    def __init__(self, slow_convs=(), broken=False, conv=1, layout=2, slow_fcs=()):
+    def __init__(self, slow_convs=(), broken=False, conv=1, layout=2, slow_fcs=(), jitter=0.0):
         self.slow, self.broken, self.conv, self.calls = set(slow_convs), broken, conv, 0
-        self.layout, self.slow_fcs = layout, set(slow_fcs)
+        self.layout, self.slow_fcs, self.jitter = layout, set(slow_fcs), jitter
 
     def missing(self):
         return ""
@@ -47,7 +47,7 @@ class Fake:
                 c += 100 if n.name in self.slow_fcs else 10
             elif n.op_type in ("Reshape", "Transpose", "Unsqueeze", "Squeeze", "Flatten"):
                 c += self.layout
-        return Cost(float(c), "cycles", [float(c)] * 5)
+        return Cost(float(c), "cycles", [c * (1 + self.jitter * j) for j in (-2, -1, 0, 1, 2)])
 
     def measure(self, paths, rounds=5):
         self.calls += 1
@@ -127,6 +127,17 @@ def test_an_output_slower_everywhere_becomes_the_original_graph(monkeypatch):
     assert not report.converted and len(report.tuned) == 3, report.text()
     assert [n.op_type for n in out.graph.node] == [n.op_type for n in original.graph.node]
     assert report.tuning.tuned.value == report.tuning.original.value == 30
+
+
+def test_a_doubt_at_the_last_check_goes_to_the_original(monkeypatch):
+    """Rounds spread +-15% (median spread 0.15 each): the converted model at 1.077x is no slower within the spread,
+    but above the 5% floor, so the written model is the original's graph."""
+    out, report = _tuned(monkeypatch, Fake(conv=8.1, jitter=0.15))
+    t = report.tuning
+    assert t.converted.value / t.original.value == pytest.approx(32.3 / 30), report.text()
+    assert not report.converted and len(report.tuned) == 3, report.text()
+    assert "every layer put back" in report.tuned[0].reason
+    assert t.tuned.value == t.original.value
 
 
 def test_an_output_that_does_not_load_is_put_back(monkeypatch):

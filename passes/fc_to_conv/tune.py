@@ -12,8 +12,9 @@ form the layers whose Conv form measures slower, until the whole model measures 
    measurements, whichever is larger. Where a region of several layers measures faster as FC, each of its
    layers is also tried alone, and the fastest of these forms stays (one slow layer among fast ones). Cost: one
    attempt and one paired measurement per region, and one per layer of a region put back.
-3. The result is measured against the original once more; still slower beyond the noise, every layer is put back
-   (the output is then the original's graph), so that the written model never measures slower.
+3. The result is measured against the original once more; still above it by more than the noise floor (here the
+   spread does not excuse it: LeViT was written at 1.13x at 2 threads, within its rounds' spread), every layer is
+   put back (the output is then the original's graph), so that the written model never measures slower.
 Each layer put back is reported with the figures it was decided on (the whole model's cost with it as FC and as
 Conv), and the tuned model is verified against the original as the first attempt was.
 """
@@ -78,6 +79,14 @@ def _slower(a: Cost, b: Cost, noise: float) -> bool:
 
 def _graph(original: Union[onnx.ModelProto, str]) -> onnx.GraphProto:
     return (original if isinstance(original, onnx.ModelProto) else onnx.load(original, load_external_data=False)).graph
+
+
+def _over(a: Cost, b: Cost, noise: float) -> bool:
+    """a reads above b by more than the noise floor, whatever the spread: the last check, where a doubt (the pair
+    measured again and still apart beyond the floor) is settled for the original's graph."""
+    if a.value is None or b.value is None:
+        return a.value is None and b.value is not None
+    return a.value > b.value * (1 + noise)
 
 
 class Tuner:
@@ -169,7 +178,7 @@ class Tuner:
             if exclude:
                 current = self.attempt(exclude)
                 base, now = self.pair(original, current.target)
-            if _slower(now, base, noise) and current.result.converted:
+            if _over(now, base, noise) and current.result.converted:
                 why = Tuned(f"measured on {self.toolchain.name}: the converted model {now.text()} against the "
                             f"original's {base.text()}; every layer put back")
                 exclude.update({c.key: why for c in current.result.converted})
