@@ -43,7 +43,8 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     elif options.decisions:
         decisions.read(options.decisions)   # a bad file is refused before anything runs
     report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
-    reference = policy.reference(info, original, options) if options.verify or options.check_with else None
+    checked = options.verify or options.check_with
+    reference = policy.reference(info, original, options, job.work) if checked else None
     outcome = job.attempt({})  # after the reference ran: onnxruntime has let go of the original's weights
     if options.verify:
         outcome, report.verification = policy.verify(job, outcome, original, reference, options,

@@ -21,6 +21,7 @@ from .verify.revert import Outcome
 
 class InMemory:
     """Attempts on copies of a model in memory."""
+    work: Optional[str] = None   # no folder of its own: what the verification must keep in files goes to tempfile's
 
     def __init__(self, model: onnx.ModelProto, options: Options):
         self.model, self.options = model, options

@@ -114,22 +114,16 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
                 diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
                 check.max_abs = max(check.max_abs, float(diff.max()))
         return check
-    r, g = ref.astype(np.float64), got.astype(np.float64)
-    finite_r, finite_g = np.isfinite(r), np.isfinite(g)
-    same_nonfinite = ~finite_r & ~finite_g & ((np.isnan(r) & np.isnan(g)) | (r == g))
-    mismatch = (finite_r != finite_g) | (~finite_r & ~finite_g & ~same_nonfinite)
-    if mismatch.any():
+    stats = _float_stats(ref.reshape(-1), got.reshape(-1))
+    if stats.mismatch:
         check.passed = False
-        check.detail = f"{int(mismatch.sum())} values are NaN/Inf in one model only"
-    check.nonfinite += int(same_nonfinite.sum())
-    both = finite_r & finite_g
-    r, g = r[both], g[both]
-    if r.size:
-        max_abs = float(np.max(np.abs(g - r)))
-        scale = float(np.max(np.abs(r)))
-        norm = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
-        cosine = float(np.dot(r, g) / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
+        check.detail = f"{stats.mismatch} values are NaN/Inf in one model only"
+    check.nonfinite += stats.same_nonfinite
+    if stats.size:
+        max_abs = stats.max_abs
+        norm = max_abs / stats.scale if stats.scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+        denom = float(np.sqrt(stats.ref_sq) * np.sqrt(stats.got_sq))
+        cosine = float(stats.dot / denom) if denom > 0 else (1.0 if max_abs == 0 else 0.0)
         check.max_abs = max(check.max_abs, max_abs)
         check.norm_err = max(check.norm_err, norm)
         check.cosine = min(check.cosine, cosine)
@@ -137,6 +131,43 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, rtol: float, ato
                 or check.step and check.max_abs <= QUANTIZED_STEPS * check.step * (1 + 1e-6)):
             check.passed = False
     return check
+
+
+CHUNK = 2**20   # values compared at a time: the float64 copies of a chunk, not of a whole large output
+
+
+@dataclass
+class _Stats:
+    size: int = 0              # values finite in both
+    mismatch: int = 0          # finite in one model only, or a different NaN/Inf
+    same_nonfinite: int = 0
+    max_abs: float = 0.0
+    scale: float = 0.0         # max |ref|
+    ref_sq: float = 0.0        # sum ref^2, sum got^2, sum ref*got: the cosine's terms
+    got_sq: float = 0.0
+    dot: float = 0.0
+
+
+def _float_stats(ref: np.ndarray, got: np.ndarray) -> _Stats:
+    """The module docstring's measures over two flat float outputs, in float64, a CHUNK at a time."""
+    stats = _Stats()
+    for start in range(0, ref.size, CHUNK):
+        r = ref[start:start + CHUNK].astype(np.float64)
+        g = got[start:start + CHUNK].astype(np.float64)
+        finite_r, finite_g = np.isfinite(r), np.isfinite(g)
+        same_nonfinite = ~finite_r & ~finite_g & ((np.isnan(r) & np.isnan(g)) | (r == g))
+        stats.mismatch += int(((finite_r != finite_g) | (~finite_r & ~finite_g & ~same_nonfinite)).sum())
+        stats.same_nonfinite += int(same_nonfinite.sum())
+        both = finite_r & finite_g
+        r, g = r[both], g[both]
+        if r.size:
+            stats.size += r.size
+            stats.max_abs = max(stats.max_abs, float(np.max(np.abs(g - r))))
+            stats.scale = max(stats.scale, float(np.max(np.abs(r))))
+            stats.ref_sq += float(np.dot(r, r))
+            stats.got_sq += float(np.dot(g, g))
+            stats.dot += float(np.dot(r, g))
+    return stats
 
 
 def output_steps(model: onnx.ModelProto) -> Dict[str, float]:

@@ -94,38 +94,52 @@ def compared_values(model: onnx.ModelProto) -> Dict[str, List[int]]:
 
 
 def candidates(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
-               fixed: Optional[Dict[str, List[int]]] = None, given: Optional[Dict[str, np.ndarray]] = None):
-    """(description, feeds) to try in order (module docstring); one when the user fixed every input."""
+               fixed: Optional[Dict[str, List[int]]] = None, given: Optional[Dict[str, np.ndarray]] = None,
+               hold=list):
+    """(description, feeds) to try in order (module docstring); one when the user fixed every input. `hold()` makes
+    the container of each candidate's sets (held.Held keeps large ones in files)."""
     inputs = real_inputs(model.graph)
     complete = all(i.name in (fixed or {}) or i.name in (given or {}) for i in inputs)
     for strategy in STRATEGIES[:1] if complete else STRATEGIES:
-        feeds = make_feeds(model, shapes, sets, seed, fixed, given, strategy)
+        feeds = make_feeds(model, shapes, sets, seed, fixed, given, strategy, hold())
         yield describe(feeds), feeds
+        del feeds
 
 
-def describe(feeds: List[Dict[str, np.ndarray]]) -> str:
+def describe(feeds) -> str:
     """'x [2, 4] / [3, 4], sr = 16000': each input's shapes over the sets (a scalar's value); an input whose every
-    value is the same in every set is flagged, since it barely exercises what reads it."""
+    value is the same in every set is flagged, since it barely exercises what reads it. Reads each set once."""
+    shapes: Dict[str, List[List[int]]] = {}
+    first: Dict[str, np.ndarray] = {}   # an input's first value, while every value seen so far equals it
+    scalars: Dict[str, np.ndarray] = {}
+    for s, feed in enumerate(feeds):
+        for name, value in feed.items():
+            if s == 0:
+                shapes[name] = []
+                if value.ndim == 0:
+                    scalars[name] = value
+                elif value.size > 1:
+                    first[name] = value.reshape(-1)[:1]
+            if list(value.shape) not in shapes[name]:
+                shapes[name].append(list(value.shape))
+            if name in first and not (value.size and np.all(value == first[name])):
+                del first[name]
     parts = []
-    for name, value in feeds[0].items():
-        if value.ndim == 0:
-            parts.append(f"{name} = {value.item()}")
+    for name in shapes:
+        if name in scalars:
+            parts.append(f"{name} = {scalars[name].item()}")
             continue
-        shapes = []
-        for feed in feeds:
-            if list(feed[name].shape) not in shapes:
-                shapes.append(list(feed[name].shape))
-        text = f"{name} " + " / ".join(map(str, shapes))
-        first = value.reshape(-1)[:1]
-        if value.size > 1 and all(f[name].size and np.all(f[name] == first) for f in feeds):
-            text += f" (CONSTANT: every value {first.item()})"
+        text = f"{name} " + " / ".join(map(str, shapes[name]))
+        if name in first:
+            text += f" (CONSTANT: every value {first[name].item()})"
         parts.append(text)
     return ", ".join(parts)
 
 
 def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, seed: int = 0,
                fixed: Optional[Dict[str, List[int]]] = None,
-               given: Optional[Dict[str, np.ndarray]] = None, strategy=STRATEGIES[0]) -> List[Dict[str, np.ndarray]]:
+               given: Optional[Dict[str, np.ndarray]] = None, strategy=STRATEGIES[0], into=None):
+    """The input sets, appended to `into` (a list, or a held.Held that keeps large sets in files) as each is made."""
     fixed, given = fixed or {}, given or {}
     inputs = real_inputs(model.graph)
     names = {i.name for i in inputs}
@@ -139,7 +153,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
     related, decode = relations(model, inputs, shapes)
     covering = {i.name for i in inputs if any(isinstance(d, str) and " + " in related.get(d, "")
                                               for d in dims_of(i.type)[1] or [])}
-    feeds = []
+    feeds = [] if into is None else into
     for s in range(sets):
         rng = np.random.default_rng(seed + s)
         feed: Dict[str, np.ndarray] = {}
@@ -154,7 +168,7 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
             shape = shapes_of[inp.name]
             dtype = helper.tensor_dtype_to_np_dtype(elem)
             if np.issubdtype(dtype, np.floating) or elem == onnx.TensorProto.BFLOAT16:
-                value = rng.standard_normal(shape).astype(dtype)
+                value = _normal(rng, shape, dtype)
             elif dtype == np.bool_:
                 value = rng.integers(0, 2, shape).astype(np.bool_)
             elif inp.name in ranges:
@@ -172,6 +186,20 @@ def make_feeds(model: onnx.ModelProto, shapes: Dict[str, TypeShape], sets: int, 
         if given and len(given) == len(inputs):
             break  # the user's own data is one complete input set
     return feeds
+
+
+NORMAL_CHUNK = 2**20
+
+
+def _normal(rng: np.random.Generator, shape: List[int], dtype) -> np.ndarray:
+    """rng.standard_normal(shape).astype(dtype), drawn a chunk at a time (the same values: the generator's stream
+    does not depend on how it is split), so that no float64 copy of a large input is ever made."""
+    value = np.empty(shape, dtype)
+    flat = value.reshape(-1)
+    for start in range(0, flat.size, NORMAL_CHUNK):
+        stop = min(start + NORMAL_CHUNK, flat.size)
+        flat[start:stop] = rng.standard_normal(stop - start)
+    return value
 
 
 def load_npz(path: str) -> Dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from . import inputs as feeds_mod
 from .compare import output_steps, tolerances
 from .revert import Outcome, check_layer, revert_bad_layers, wrong_alone
 from .checker import Checked, CheckerVerdict, run_checker
+from .held import Held
 from .verdict import Reference, copy_of, is_quantized
 
 if TYPE_CHECKING:
@@ -24,11 +25,14 @@ def run_tolerances(result: PassResult, options: Options, reference: Optional[Ref
                       options.rtol, options.atol)
 
 
-def reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options) -> Reference:
+def reference(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], options: Options,
+              workdir: Optional[str] = None) -> Reference:
+    """The original's run on the first input candidates it accepts; large input sets and outputs are held in files
+    under `workdir` (held.py)."""
     candidates = feeds_mod.candidates(info, infer(info), options.input_sets, options.seed, options.input_shapes,
-                                      options.inputs)
+                                      options.inputs, hold=lambda: Held(workdir))
     return Reference(original, [o.name for o in info.graph.output], [], options.progress, output_steps(info),
-                     is_quantized(info), candidates)
+                     is_quantized(info), candidates, workdir)
 
 
 LAYER_CHECK_MAX_BYTES = 2**30   # above this much weight, the layers are checked on their own only after a failure

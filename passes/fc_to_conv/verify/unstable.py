@@ -9,7 +9,7 @@ structure changes between runs is left out whole; when nothing at all is left to
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +33,21 @@ def repeated(names: List[str], first: list, again: list) -> Masks:
     return found
 
 
+def repeats(names: List[str], outs: Sequence[list], again: Callable[[int], Optional[list]]) -> List[Masks]:
+    """Per input set, the outputs of `outs` (the original's) that it does not repeat: `again(i)` runs it once more
+    on set i (None: that run failed). Set 0 first; the others only when some output of set 0 differs."""
+    masks: List[Masks] = []
+    for i in range(len(outs)):
+        second = again(i)
+        if second is None:
+            return []
+        masks.append(repeated(names, outs[i], second))
+        del second
+        if not masks[0]:
+            return []
+    return masks
+
+
 def stable_part(ref, got, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """The values of `ref` and `got` where the original repeats itself (got as it is when its size differs: the
     comparison then fails on the shape, as it should)."""
@@ -53,26 +68,36 @@ def annotate(check: Optional[OutputCheck], name: str, left: int, total: int) -> 
     return check
 
 
-def compare_outputs(names: List[str], expected: List[list], gots: List[list], repeats: List[Masks], rtol: float,
-                    atol: float, steps: Dict[str, float]) -> Tuple[List[OutputCheck], Optional[str]]:
+def compare_outputs(names: List[str], expected: Sequence[list], gots: Iterator[list], repeats: List[Masks],
+                    rtol: float, atol: float, steps: Dict[str, float]) -> Tuple[List[OutputCheck], Optional[str]]:
     """Every output over the input sets (compare.compare_value), each unstable one (`repeats`, per set) on the
-    values the original repeats; and the error when no output had a value to compare."""
+    values the original repeats; and the error when no output had a value to compare. `gots` is read one set at a
+    time, each compared before the next is made."""
     checks: Dict[str, OutputCheck] = {}
     left: Dict[str, List[int]] = {}   # unstable output -> [values left out, values in all]
-    for s, (ref, got) in enumerate(zip(expected, gots)):
-        masks = repeats[s] if s < len(repeats) else {}
-        for name, r, g in zip(names, ref, got):
-            if name in masks:
-                counts, mask = left.setdefault(name, [0, 0]), masks[name]
-                if mask is not None:
-                    counts[0] += int(mask.size - mask.sum())
-                    counts[1] += int(mask.size)
-                if mask is None or not mask.any():
-                    continue
-                r, g = stable_part(r, g, mask)
-            checks[name] = compare_value(name, r, g, rtol, atol, checks.get(name), steps.get(name, 0.0))
+    for s in range(len(expected)):
+        got = next(gots, None)
+        if got is None:   # the run failed (the caller has why)
+            return [], "not every input set ran"
+        _fold(names, expected[s], got, repeats[s] if s < len(repeats) else {}, checks, left, rtol, atol, steps)
+        del got
     outputs = [annotate(checks.get(n), n, *left[n]) if n in left else checks[n] for n in names]
     if names and not checks:
         return outputs, ("the original gives other outputs from run to run on the same input (shapes or structures "
                          "differ, or every value): there is nothing to compare the rewrite with")
     return outputs, None
+
+
+def _fold(names: List[str], ref: list, got: list, masks: Masks, checks: Dict[str, OutputCheck],
+          left: Dict[str, List[int]], rtol: float, atol: float, steps: Dict[str, float]) -> None:
+    """One input set's outputs into `checks` and `left` (compare_outputs)."""
+    for name, r, g in zip(names, ref, got):
+        if name in masks:
+            counts, mask = left.setdefault(name, [0, 0]), masks[name]
+            if mask is not None:
+                counts[0] += int(mask.size - mask.sum())
+                counts[1] += int(mask.size)
+            if mask is None or not mask.any():
+                continue
+            r, g = stable_part(r, g, mask)
+        checks[name] = compare_value(name, r, g, rtol, atol, checks.get(name), steps.get(name, 0.0))
