@@ -7,6 +7,8 @@ function of the run and the target that returns whether it changed the model (Pa
     qdq_form               in a quantized model, QuantizeLinear next to the Conv and each layout op on integers a
                            QDQ node unit (qdq.py)
     constants_second       for a target that wants it (qnn), Mul(constant, x) as Mul(x, constant) (commute.py)
+    unfuse_skip_norms      for a target that wants it (qnn), onnxruntime's fused skip norms as Add + norm
+                           (skip_norms.py)
     list_new_initializers  below IR version 4 every initializer is also a graph input: list the new ones
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .result import PassResult
 from .rewrite.cleanup import drop_identities, prune
 from .rewrite.commute import constants_second as swap
 from .rewrite.emit import Emitter
+from .rewrite.skip_norms import split_skip_norms
 from .rewrite.qdq import layout_units, quantize_before_layout
 from .rewrite.simplify import find_chains, simplify
 from .targets.attention import product_tensors
@@ -101,6 +104,17 @@ def constants_second(run: Run, target: Target) -> bool:
     return sum(swap(g, run.constants(g)) for g in graphs(run.model.graph)) > 0
 
 
+def unfuse_skip_norms(run: Run, target: Target) -> bool:
+    """For a target that wants it (qnn), each com.microsoft Skip(Simplified)LayerNormalization as its Add and its
+    norm (skip_norms.py)."""
+    if not target.split_skip_norms:
+        return False
+    every = list(graphs(run.model.graph))
+    plain = any(n.op_type == "SimplifiedLayerNormalization" and n.domain in ("", "ai.onnx") for g in every
+                for n in g.node)
+    return sum(split_skip_norms(g, run.opset, run.names, plain) for g in every) > 0
+
+
 def list_new_initializers(run: Run, target: Target) -> bool:
     if run.model.ir_version >= 4 or not run.emitter.initializers:
         return False
@@ -110,4 +124,4 @@ def list_new_initializers(run: Run, target: Target) -> bool:
     return True
 
 
-AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, list_new_initializers)
+AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, unfuse_skip_norms, list_new_initializers)
