@@ -41,6 +41,7 @@ class Held(Sequence):
         self._items: List[Any] = []
         self._workdir, self._limit = workdir, HOLD_BYTES if limit is None else limit
         self._bytes, self._folder = 0, None   # a tempfile.TemporaryDirectory once something is saved
+        self._files = 0
 
     def append(self, item) -> None:
         self._bytes += _nbytes(item)
@@ -70,7 +71,8 @@ class Held(Sequence):
         saved = {} if isinstance(item, dict) else [None] * len(item)
         for key, value in pairs:
             if isinstance(value, np.ndarray) and value.dtype != object:
-                path = os.path.join(self._folder.name, f"{len(os.listdir(self._folder.name))}.npy")
+                path = os.path.join(self._folder.name, f"{self._files}.npy")
+                self._files += 1
                 np.save(path, value, allow_pickle=False)
                 value = _Saved(path)
             saved[key] = value
