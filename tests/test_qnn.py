@@ -198,3 +198,56 @@ def test_an_rms_norm_with_its_weight_first_loads_on_htp_after_the_qnn_target(tmp
     original, converted = qnn_htp.measure([str(src), str(out)], fp16=True)
     assert original["error"] and "finalize" in original["error"], original
     assert converted["error"] is None and not converted["cpu_nodes"], converted
+
+
+def gather_head(between: str = ""):
+    """The head of torch's dynamo export of torchvision's swin_t: x [1, 7, 7, C] -> Transpose -> ReduceMean ->
+    Reshape [-1] -> Gather(indices [1, C, 1, 1]) [-> Relu] -> Reshape [1, C] -> Gemm."""
+    c = 64
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+             helper.make_node("ReduceMean", ["xt", "axes"], ["m"], keepdims=1),
+             helper.make_node("Reshape", ["m", "flat"], ["f"]),
+             helper.make_node("Gather", ["f", "idx"], ["g"], axis=0)]
+    if between:
+        nodes.append(helper.make_node(between, ["g"], ["gb"]))
+    nodes += [helper.make_node("Reshape", ["gb" if between else "g", "rows"], ["r"]),
+              helper.make_node("Gemm", ["r", "w", "b"], ["y"], name="head", transB=1)]
+    inits = [init("axes", np.array([-1, -2], np.int64)), init("flat", np.array([-1], np.int64)),
+             init("idx", np.arange(c, dtype=np.int64).reshape(1, c, 1, 1)), init("rows", np.array([1, c], np.int64)),
+             init("w", rand((10, c), seed=5)), init("b", rand((10,), seed=6))]
+    return make_model(nodes, [vi("x", [1, 7, 7, c])], [vi("y", [1, 10])], inits, opset=18)
+
+
+@pytest.mark.parametrize("between", ["", "Relu"])
+def test_qnn_target_puts_a_reshape_between_a_gather_and_its_conv(between):
+    out, report = convert(gather_head(between), Options(target="qnn"))
+    assert report.verified and len(report.converted) == 1, report.text()
+    by_output = {o: n for n in out.graph.node for o in n.output}
+    conv = next(n for n in out.graph.node if n.op_type == "Conv")
+    path = [by_output[conv.input[0]]]
+    while path[-1].op_type != "Gather":
+        path.append(by_output[path[-1].input[0]])
+    assert [n.op_type for n in path] == ([between] if between else []) + ["Reshape", "Gather"]   # from the Conv up
+    shape = next(i for i in out.graph.initializer if i.name == path[-2].input[1])
+    assert onnx.numpy_helper.to_array(shape).tolist() == [0, 0, 0, 0]   # copies every dim: the identity
+    default, _ = convert(gather_head(between))
+    conv = next(n for n in default.graph.node if n.op_type == "Conv")
+    reader = {o: n for n in default.graph.node for o in n.output}[conv.input[0]]
+    assert reader.op_type == (between or "Gather")   # the other targets: the way in collapsed into nothing
+
+
+@needs_qnn
+def test_a_conv_on_a_gather_loads_on_htp_after_the_qnn_target(tmp_path):
+    """Issue 24: the QNN EP aborts the process (an stl_vector assertion) on a Conv that reads a Gather's output
+    downstream of a Transpose, as the default target writes swin_t's head; with the qnn target's Reshape between
+    them it loads, as the original does."""
+    src, plain, out = tmp_path / "head.onnx", tmp_path / "head_default.onnx", tmp_path / "head_qnn.onnx"
+    onnx.save(gather_head(), src)
+    assert convert_file(str(src), str(plain), Options()).verified
+    assert convert_file(str(src), str(out), Options(target="qnn")).verified
+    original, = qnn_htp.measure([str(src)], fp16=True)
+    default, = qnn_htp.measure([str(plain)], fp16=True)
+    converted, = qnn_htp.measure([str(out)], fp16=True)
+    assert original["error"] is None, original
+    assert default["error"] and "ended the process" in default["error"], default
+    assert converted["error"] is None and not converted["cpu_nodes"], converted

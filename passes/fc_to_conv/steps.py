@@ -9,6 +9,8 @@ function of the run and the target that returns whether it changed the model (Pa
     constants_second       for a target that wants it (qnn), Mul(constant, x) as Mul(x, constant) (commute.py)
     unfuse_skip_norms      for a target that wants it (qnn), onnxruntime's fused skip norms as Add + norm
                            (skip_norms.py)
+    view_gathers           for a target that wants it (qnn), an identity Reshape between a Gather and the Conv it
+                           feeds (gather_views.py)
     list_new_initializers  below IR version 4 every initializer is also a graph input: list the new ones
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .result import PassResult
 from .rewrite.cleanup import drop_identities, prune
 from .rewrite.commute import constants_second as swap
 from .rewrite.emit import Emitter
+from .rewrite.gather_views import view_gathers as view
 from .rewrite.skip_norms import split_skip_norms
 from .rewrite.qdq import layout_units, quantize_before_layout
 from .rewrite.simplify import find_chains, simplify
@@ -115,6 +118,14 @@ def unfuse_skip_norms(run: Run, target: Target) -> bool:
     return sum(split_skip_norms(g, run.opset, run.names, plain) for g in every) > 0
 
 
+def view_gathers(run: Run, target: Target) -> bool:
+    """For a target that wants it (qnn), an identity Reshape after each Gather that feeds a Conv of the pass
+    (gather_views.py): the QNN EP aborts on the swin_t head's Gather -> Conv."""
+    if not target.view_gathers or not run.emitter.added:
+        return False
+    return sum(view(g, run.emitter.added, run.constants(g), run.names) for g in graphs(run.model.graph)) > 0
+
+
 def list_new_initializers(run: Run, target: Target) -> bool:
     if run.model.ir_version >= 4 or not run.emitter.initializers:
         return False
@@ -124,4 +135,5 @@ def list_new_initializers(run: Run, target: Target) -> bool:
     return True
 
 
-AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, unfuse_skip_norms, list_new_initializers)
+AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, unfuse_skip_norms, view_gathers,
+                 list_new_initializers)

@@ -33,7 +33,9 @@ qnn          as onnxruntime, but a layer whose output reaches a Tanh through ele
              (rewrite/clamps.py; wrapped_gemms: 1.58x -> the README's QNN table). A Mul or Add with its constant
              first has it second (rewrite/commute.py): HTP fails to finalize an RMSNorm's Mul(weight, normed).
              onnxruntime's fused SkipSimplifiedLayerNormalization and SkipLayerNormalization become their Add and
-             norm (rewrite/skip_norms.py), which HTP runs where the fused ops fall to the CPU.
+             norm (rewrite/skip_norms.py), which HTP runs where the fused ops fall to the CPU. A Gather that
+             feeds a Conv gets an identity Reshape after it (rewrite/gather_views.py): the QNN EP aborts on a
+             swin_t export's head converted without one.
 rknn         only Reshape-wrapped layers (Reshape -> Gemm/MatMul -> Reshape) convert: RKNN converts FC layers to
              Convs itself, where fc2conv's Conv with its bias read more (hf_distilbert 1.016x fp16) and a grouped
              Conv ran as Split + Convs + Concat (1.054x); a wrapped layer converted ran at 0.175x, and GPT-2's
@@ -151,6 +153,7 @@ class Target:
     clamps_as_max_min: bool = False   # a Relu or Clip on a wide image as Max / Min (rewrite/clamps.py)
     constants_second: bool = False    # Mul(constant, x) as Mul(x, constant), Add too (rewrite/commute.py)
     split_skip_norms: bool = False    # onnxruntime's fused skip norms as Add + norm (rewrite/skip_norms.py)
+    view_gathers: bool = False        # an identity Reshape between a Gather and its Conv (rewrite/gather_views.py)
 
 
 TARGETS = {
@@ -164,7 +167,7 @@ TARGETS = {
         "the original's time from QDQ, 4.8x from MatMulNBits; other targets convert it)"),)),
     "openvino": Target(collapse_head_split=False),
     "qnn": Target(collapse_head_split=True, clamps_as_max_min=True, constants_second=True, split_skip_norms=True,
-                  keeps=(KeepFeeding(
+                  view_gathers=True, keeps=(KeepFeeding(
         frozenset({"Tanh"}), "its output reaches a Tanh through element-wise ops (a tanh GELU: x^3 on the way), "
                              "left for QNN (--target qnn): HTP fuses such a chain after a FullyConnected, not after "
                              "a Conv (GPT-2's tanh GELU: 2.9x the cycles converted)", frozenset({"Pow"})),)),
