@@ -47,11 +47,13 @@ def _header(first: str, each: str, targets) -> None:
 
 
 def _conversions(path: str, targets, folder: str) -> list:
-    """The model's path, then the path of its conversion for each target (written into `folder`)."""
+    """The model's path, then the path of its conversion for each target (written into `folder`); a target
+    written TARGET:LAYOUT converts with that --layout (onnxruntime:batch)."""
     name, paths = os.path.basename(path)[:-5], [path]
     for t in targets:
-        paths.append(os.path.join(folder, f"{name}.{t}.onnx"))
-        convert_file(path, paths[-1], Options(target=t))
+        target, _, layout = t.partition(":")
+        paths.append(os.path.join(folder, f"{name}.{target}.{layout or 'spatial'}.onnx"))
+        convert_file(path, paths[-1], Options(target=target, layout=layout or "spatial"))
     return paths
 
 
@@ -138,7 +140,7 @@ def rknn(models, targets, python):
 
 
 def vela(models, targets, python):
-    import qnn_htp
+    from passes.fc_to_conv.toolchains.qnn_htp import static_copy
     here = os.path.join(ROOT, "scripts", "vela_sim.py")
     _header("original cycles U55-128 / U85-256 (CPU ops)", "U55 / U85 against the original (CPU ops)", targets)
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +151,7 @@ def vela(models, targets, python):
             for i, p in enumerate(paths):
                 work = os.path.join(tmp, f"{name}.{i}")
                 os.makedirs(work)
-                static = qnn_htp._static(p, {"seq": 16, "t": 16}, work)
+                static = static_copy(p, {"seq": 16, "t": 16}, work)
                 line = _child(python, here, static, work)
                 if line["error"]:
                     cells.append(line["error"][:80])
@@ -169,7 +171,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("toolchain", choices=["qnn", "rknn", "vela"])
     ap.add_argument("models", nargs="*", default=DEFAULT, type=os.path.abspath)
-    ap.add_argument("--targets", nargs="+", help="default: onnxruntime and the toolchain's own target")
+    ap.add_argument("--targets", nargs="+", help="default: onnxruntime and the toolchain's own target; "
+                    "TARGET:LAYOUT converts with that --layout, e.g. onnxruntime:batch")
     ap.add_argument("--rounds", type=int, default=5, help="qnn: sessions per model")
     ap.add_argument("--rknn-python", help="rknn: the Python of rknn-toolkit2's venv")
     ap.add_argument("--vela-python", help="vela: the Python of the venv with ethos-u-vela and onnx2tf")
