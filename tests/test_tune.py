@@ -238,6 +238,15 @@ def test_decisions_repeat_a_tuned_conversion_byte_for_byte(monkeypatch, tmp_path
     assert fake.calls == calls and again.tuning is None and again.verified, again.text()
     assert [s.name for s in again.tuned] == ["fc2"] and "decided earlier" in again.tuned[0].reason
     assert open(a, "rb").read() == open(b, "rb").read()
+    for report in (tuned, again):   # the layers checked on their own that were written, not fc2, kept as FC
+        assert "each converted layer on its own (random activations of its input shape): 2 of 2 PASSED" \
+            in report.text(), report.text()
+
+
+def test_a_model_tuned_back_to_fc_whole_reports_no_layer_checked_on_its_own(monkeypatch):
+    out, report = _tuned(monkeypatch, Fake(slow_convs={"fc1", "fc2", "fc3"}))
+    assert not report.converted and [s.name for s in report.tuned] == ["fc1", "fc2", "fc3"], report.text()
+    assert "each converted layer on its own" not in report.text(), report.text()
 
 
 def test_decisions_for_another_model_are_refused_in_one_line(monkeypatch, tmp_path):

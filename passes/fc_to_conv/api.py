@@ -76,6 +76,9 @@ def _tuned(job, outcome: Outcome, original, reference, options: Options, report:
     if options.verify and kept:   # another graph: its outputs compared as the first attempt's were
         again = reference.compare(outcome.target, *policy.run_tolerances(outcome.result, options, reference))
         report.verification.outputs, report.verification.error = again.outputs, again.error
+        alone, written = report.verification.layers_alone, {c.name for c in outcome.result.converted}
+        if alone:   # the layers kept as FC are not in the written model: their check on their own says nothing of it
+            report.verification.layers_alone = {name: why for name, why in alone.items() if name in written}
     return outcome
 
 
