@@ -17,7 +17,7 @@ the original's Reshape before its Gemm. No other target needs it, so no other ta
 """
 from __future__ import annotations
 
-from typing import Optional, Set
+from typing import Optional, Set, Tuple
 
 import numpy as np
 import onnx
@@ -30,19 +30,21 @@ ELEMENTWISE = ("Relu", "Max", "Min", "Clip", "Add", "Sub", "Mul", "Div", "Sigmoi
                "LeakyRelu", "HardSigmoid", "HardSwish")
 
 
-def _gather_reader(conv: onnx.NodeProto, producer, consts: Constants) -> Optional[onnx.NodeProto]:
+def _gather_reader(conv: onnx.NodeProto, producer, consts: Constants) -> Optional[Tuple[onnx.NodeProto, int]]:
     """The node on the Conv's data path that reads a Gather's output (the Conv itself or an element-wise op between
-    them; each with one operand computed at run time), or None when the path reaches no Gather."""
-    reader = conv
+    them; each with one operand computed at run time) and the slot it reads it at, or None when the path reaches
+    no Gather."""
+    reader, slot = conv, 0
     while True:
-        node = producer.get(reader.input[0] if reader is conv else _computed(reader, consts) or "")
+        node = producer.get(reader.input[slot])
         if node is None or node.domain not in ("", "ai.onnx"):
             return None
         if node.op_type == "Gather":
-            return reader
-        if node.op_type not in ELEMENTWISE or _computed(node, consts) is None:
+            return reader, slot
+        computed = _computed(node, consts)
+        if node.op_type not in ELEMENTWISE or computed is None:
             return None
-        reader = node
+        reader, slot = node, list(node.input).index(computed)
 
 
 def _computed(node: onnx.NodeProto, consts: Constants) -> Optional[str]:
@@ -60,10 +62,10 @@ def view_gathers(graph: onnx.GraphProto, added: Set[str], consts: Constants, nam
         if conv.op_type != "Conv" or conv.name not in added:
             continue
         weight = consts.peek(conv.input[1])
-        reader = _gather_reader(conv, producer, consts)
-        if reader is None or weight is None or id(reader) in placed:
+        found = _gather_reader(conv, producer, consts)
+        if found is None or weight is None or id(found[0]) in placed:
             continue
-        slot = 0 if reader is conv else list(reader.input).index(_computed(reader, consts))
+        reader, slot = found
         shape = names.fresh(f"{conv.name}_gather_view_shape")
         graph.initializer.append(numpy_helper.from_array(np.zeros(weight.ndim, np.int64), shape))
         out = names.fresh(f"{reader.input[slot]}_view")
