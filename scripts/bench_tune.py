@@ -1,6 +1,7 @@
 """`--tune` on the shipped float models: what each target's toolchain measured, as the README's Tuning table.
 
-    python scripts/bench_tune.py [--target onnxruntime|openvino|qnn] [--rounds 5] [--threads 1] [--models mlp ...]
+    python scripts/bench_tune.py [--target onnxruntime|openvino|qnn|ncnn] [--rounds 5] [--threads 1] [--models mlp ...]
+                                 [--toolchain-python V/bin/python]
                                  [--extra PATH:input_ids=2x16,attention_mask=2x16 ...]
 
 For each model: the original's cost, the default conversion's and the written model's ratio (each against the
@@ -27,6 +28,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", nargs="*", default=FLOAT)
     ap.add_argument("--threads", type=int, default=1, help="the CPU toolchains' threads (0: the runtime's default)")
+    ap.add_argument("--toolchain-python", help="the interpreter that measures (ncnn: a venv with pnnx and ncnn)")
     ap.add_argument("--extra", nargs="*", default=[], metavar="PATH:NAME=DxD,...",
                     help="more models at fixed input dims, e.g. /tmp/families/falcon.onnx:input_ids=2x16,"
                          "attention_mask=2x16 (scripts/export_families.py)")
@@ -43,6 +45,7 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             report = convert_file(src, os.path.join(tmp, name + ".onnx"),
                                   Options(target=a.target, tune=True, tune_rounds=a.rounds, tune_threads=a.threads,
+                                          toolchain_python=a.toolchain_python,
                                           input_shapes=shapes))
             took = time.perf_counter() - t0
             t = report.tuning

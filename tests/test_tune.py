@@ -55,7 +55,7 @@ class Fake:
 
 
 def _tuned(monkeypatch, fake, model=None):
-    monkeypatch.setattr(api.toolchains, "require", lambda name, *a: fake)
+    monkeypatch.setattr(api.toolchains, "require", lambda name, *a, **k: fake)
     out, report = convert(model or three_layers(), Options(tune=True))
     assert report.verified, report.text()
     return out, report
@@ -163,7 +163,7 @@ def test_cli_tune_without_a_toolchain_for_the_target_is_one_line(tmp_path):
     r = cli(src, out, "--tune", "--target", "rknn")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime, openvino, qnn)" in lines[0]
+    assert "--tune: no toolchain measures target 'rknn' yet (measured: onnxruntime, openvino, qnn, ncnn)" in lines[0]
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.onnx"]
 
 
@@ -185,7 +185,7 @@ def test_openvino_toolchain_missing_names_the_extra(monkeypatch):
     from passes.fc_to_conv.errors import BadInput
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
-    with pytest.raises(BadInput, match=r'--tune: the openvino toolchain needs OpenVINO: pip install -e "\.\[openvino\]"'):
+    with pytest.raises(BadInput, match=r'--tune: the openvino toolchain needs openvino: pip install -e "\.\[openvino\]"'):
         toolchains.require("openvino")
 
 
@@ -228,7 +228,7 @@ def test_decisions_repeat_a_tuned_conversion_byte_for_byte(monkeypatch, tmp_path
     onnx.save(three_layers(), str(src))
     decisions, a, b = str(tmp_path / "d.json"), str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx")
     fake = Fake(slow_convs={"fc2"})
-    monkeypatch.setattr(api.toolchains, "require", lambda name, *a: fake)
+    monkeypatch.setattr(api.toolchains, "require", lambda name, *a, **k: fake)
     tuned = convert_file(str(src), a, Options(tune=True, decisions=decisions))
     assert [s.name for s in tuned.tuned] == ["fc2"], tuned.text()
     import json

@@ -70,21 +70,31 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
                    help="also read, compile and run the written model with this runtime (openvino: CPU, f32; qnn: the HTP emulator) and "
                         "compare its outputs with the original's; a failure is exit 1, nothing written "
                         "(needs pip install -e \".[openvino]\")")
+    _tune_arguments(p)
+    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="print only failures")
+    return p
+
+
+
+def _tune_arguments(p: argparse.ArgumentParser) -> None:
+    """--tune and the options of its measurements."""
     p.add_argument("--tune", action="store_true",
                    help="after verification, measure the original and the output on the target's own toolchain "
-                        "and keep as FC the layers that measure slower as Convs (targets onnxruntime: CPU latency; qnn: HTP emulator cycles)")
+                        "and keep as FC the layers that measure slower as Convs (targets onnxruntime, openvino "
+                        "and ncnn: CPU latency; qnn: HTP emulator cycles)")
     p.add_argument("--tune-rounds", type=int, default=5, metavar="N",
                    help="interleaved rounds of each --tune measurement (default 5)")
     p.add_argument("--tune-threads", type=int, default=1, metavar="N",
                    help="intra-op threads of the CPU toolchains' --tune measurements (default 1; 0: the runtime's "
                         "default); the inputs are measured at the --input-shape dims")
+    p.add_argument("--toolchain-python", metavar="PYTHON",
+                   help="the Python interpreter that runs the CPU toolchains' --tune measurements, for a toolchain "
+                        "installed in a venv of its own (ncnn: pnnx brings torch); it needs numpy, onnx and "
+                        "onnxruntime too")
     p.add_argument("--decisions", metavar="FILE.json",
                    help="with --tune: write the layers it kept as FC there; without: keep as FC the layers that file "
                         "names, unmeasured, so that a tuned conversion repeats byte for byte")
-    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="print only failures")
-    return p
-
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT: raised in the main thread so that every `finally` runs (the temporary folder beside the
@@ -131,7 +141,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m passes.fc_to_c
                           input_sets=args.input_sets, seed=args.seed, rtol=args.rtol, atol=args.atol,
                           strict=args.strict, check_with=args.check_with, convert_dynamic=args.convert_dynamic,
                           target=args.target, tune=args.tune, tune_rounds=args.tune_rounds,
-                          tune_threads=args.tune_threads,
+                          tune_threads=args.tune_threads, toolchain_python=args.toolchain_python,
                           decisions=args.decisions,
                           progress=Progress(sys.stderr))  # shows only on a terminal, and only for long runs
         report = convert_file(args.input, args.output, options, in_place=args.in_place)

@@ -39,7 +39,7 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     """
     downstream.require(options.check_with)
     if options.tune:
-        toolchains.require(options.target)
+        toolchains.require(options.target, python=options.toolchain_python)
     elif options.decisions:
         decisions.read(options.decisions)   # a bad file is refused before anything runs
     report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
@@ -65,7 +65,8 @@ def _tuned(job, outcome: Outcome, original, reference, options: Options, report:
     """--tune (measure, tune.py) and --decisions (write what it chose, or apply a file's choices unmeasured)."""
     names = {c.key: c.name for c in outcome.result.converted}   # every layer the verified attempt converted
     if options.tune:
-        toolchain = toolchains.require(options.target, options.tune_threads, options.input_shapes)
+        toolchain = toolchains.require(options.target, options.tune_threads, options.input_shapes,
+                                       options.toolchain_python)
         outcome, report.tuning = Tuner(toolchain, job.attempt, options.tune_rounds).tune(outcome, original)
         kept = report.tuning.kept
         if options.decisions:

@@ -30,6 +30,7 @@ class Options:
     tune: bool = False                  # measure on the target's toolchain; put back the layers slower as Convs (tune.py)
     tune_rounds: int = 5                # interleaved rounds of each measurement
     tune_threads: int = 1               # CPU toolchains' intra-op threads (0: the runtime's default)
+    toolchain_python: Optional[str] = None   # the interpreter that measures (a venv of its own: ncnn's pnnx, ...)
     decisions: Optional[str] = None     # with tune: write its choices there; without: apply that file's (decisions.py)
 
     def make_pass(self) -> FcToConvPass:

@@ -54,21 +54,24 @@ class Cost:
 
 
 def _registry() -> Dict[str, object]:
-    from . import onnxruntime_cpu, openvino_cpu, qnn
-    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "openvino": openvino_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN}
+    from . import ncnn_cpu, onnxruntime_cpu, openvino_cpu, qnn
+    return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "openvino": openvino_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN,
+            "ncnn": ncnn_cpu.TOOLCHAIN}
 
 
-TOOLCHAINS = ("onnxruntime", "openvino", "qnn")
+TOOLCHAINS = ("onnxruntime", "openvino", "qnn", "ncnn")
 
 
-def require(name: str, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None):
-    """The toolchain `name` at `threads` threads on inputs of `shapes` (`configured`), or BadInput (exit 2, one
-    line) when it is unknown or not installed."""
+def require(name: str, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None,
+            python: Optional[str] = None):
+    """The toolchain `name` at `threads` threads on inputs of `shapes`, measured by the interpreter `python` (None:
+    fc2conv's own) (`configured`), or BadInput (exit 2, one line) when it is unknown or not installed there."""
     found = _registry().get(name)
     if found is None:
         raise BadInput(f"--tune: no toolchain measures target '{name}' yet (measured: {', '.join(TOOLCHAINS)}); "
                        "use --target onnxruntime, or convert without --tune")
-    missing = found.missing()
+    configured = found.configured(threads, shapes or {}, python)
+    missing = configured.missing()
     if missing:
         raise BadInput(f"--tune: {missing}")
-    return found.configured(threads, shapes or {})
+    return configured

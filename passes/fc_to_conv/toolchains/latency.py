@@ -29,23 +29,38 @@ UNIT = "us"
 Runner = Callable[[Dict[str, np.ndarray]], object]
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
 class Latency:
     name = ""
     module = ""             # the module whose main() times the models
     noise = 0.05            # CPU latency on a shared machine: differences under 5% are not decided on
+    needs = ("numpy", "onnx", "onnxruntime")   # what the measuring process imports (fc2conv's own modules among them)
+    install = ""            # how to install what `needs` beyond fc2conv's own dependencies
 
-    def __init__(self, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None):
-        self.threads, self.shapes = threads, dict(shapes or {})
+    def __init__(self, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None, python: Optional[str] = None):
+        self.threads, self.shapes, self.python = threads, dict(shapes or {}), python
 
-    def configured(self, threads: int, shapes: Dict[str, List[int]]) -> "Latency":
-        """This toolchain at `threads` intra-op threads (0: the runtime's default) on inputs of `shapes`."""
-        return type(self)(threads, shapes)
+    def configured(self, threads: int, shapes: Dict[str, List[int]], python: Optional[str] = None) -> "Latency":
+        """This toolchain at `threads` intra-op threads (0: the runtime's default) on inputs of `shapes`, measured
+        by the interpreter `python` (None: fc2conv's own)."""
+        return type(self)(threads, shapes, python)
+
+    def missing(self) -> str:
+        """'' when the measuring interpreter has every module of `needs`; else one line naming what to install."""
+        absent = absent_modules(self.needs, self.python)
+        if absent is None:
+            return f"--toolchain-python {self.python}: cannot run it as a Python interpreter"
+        if not absent:
+            return ""
+        where = f" in {self.python}" if self.python else ""
+        return f"the {self.name} toolchain needs {', '.join(absent)}{where}: {self.install or 'pip install ' + ' '.join(absent)}"
 
     def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
-        args = [sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
+        args = [self.python or sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
                 "--threads", str(self.threads), "--shapes", json.dumps(self.shapes)]
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
         try:
             done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
@@ -62,6 +77,19 @@ class Latency:
             costs.append(Cost(min(r["runs"]) if r["runs"] and not r["error"] else None, UNIT, r["runs"], r["error"],
                               statistic="min"))
         return costs
+
+
+def absent_modules(modules, python: Optional[str] = None) -> Optional[List[str]]:
+    """The modules of `modules` that `python` (None: this interpreter) cannot find; None when it does not run."""
+    import importlib.util
+    if python is None:
+        return [m for m in modules if importlib.util.find_spec(m) is None]
+    probe = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+    try:
+        done = subprocess.run([python, "-c", probe, *modules], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.split() if done.returncode == 0 else None
 
 
 def feeds_for(path: str, shapes: Optional[Dict[str, List[int]]] = None) -> Dict[str, np.ndarray]:

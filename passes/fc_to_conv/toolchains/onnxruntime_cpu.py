@@ -13,9 +13,6 @@ class OnnxruntimeCpu(Latency):
     name = "onnxruntime"
     module = "passes.fc_to_conv.toolchains.onnxruntime_cpu"
 
-    def missing(self) -> str:
-        return ""            # onnxruntime is a dependency of fc2conv itself
-
 
 TOOLCHAIN = OnnxruntimeCpu()
 

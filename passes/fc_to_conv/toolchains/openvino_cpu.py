@@ -8,8 +8,6 @@ rounds, the inputs, the statistic).
 """
 from __future__ import annotations
 
-import importlib.util
-
 from .latency import Latency, main as time_models
 
 
@@ -17,10 +15,8 @@ class OpenvinoCpu(Latency):
     name = "openvino"
     module = "passes.fc_to_conv.toolchains.openvino_cpu"
 
-    def missing(self) -> str:
-        if importlib.util.find_spec("openvino") is None:
-            return "the openvino toolchain needs OpenVINO: pip install -e \".[openvino]\""
-        return ""
+    needs = Latency.needs + ("openvino",)
+    install = "pip install -e \".[openvino]\""
 
 
 TOOLCHAIN = OpenvinoCpu()

@@ -8,7 +8,7 @@ only: the CPU nodes are counted in qnn_htp.py's result, not in the cost.
 from __future__ import annotations
 
 import importlib.util
-from typing import List
+from typing import List, Optional
 
 from . import Cost
 from . import qnn_htp
@@ -20,13 +20,23 @@ class QnnHtp:
     name = "qnn"
     noise = 0.10            # the emulator's sessions vary widely: differences under 10% are not decided on
 
+    python: Optional[str] = None
+
     def missing(self) -> str:
+        if self.python:
+            return ("--toolchain-python: the qnn toolchain runs in fc2conv's own interpreter (pip install -e "
+                    "\".[qnn]\" there)")
         if importlib.util.find_spec("onnxruntime_qnn") is None:
             return "the qnn toolchain needs Qualcomm's HTP emulator: pip install -e \".[qnn]\" (onnxruntime-qnn)"
         return ""
 
-    def configured(self, threads: int, shapes) -> "QnnHtp":
-        return self   # the emulator counts cycles (no threads) and fixes every dynamic dim to 1 (qnn_htp.py)
+    def configured(self, threads: int, shapes, python: Optional[str] = None) -> "QnnHtp":
+        """The emulator counts cycles (no threads) and fixes every dynamic dim to 1 (qnn_htp.py)."""
+        if python is None:
+            return self
+        other = QnnHtp()
+        other.python = python
+        return other
 
     def measure(self, paths: List[str], rounds: int = 5) -> List[Cost]:
         import onnx
