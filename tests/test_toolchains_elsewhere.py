@@ -97,3 +97,18 @@ def test_cli_tunes_on_ncnn(tmp_path):
     assert tuning["toolchain"] == "ncnn" and tuning["original"]["value"] > 0 and tuning["tuned"]["value"] > 0
     assert "tuning: measured on ncnn (" in r.stdout, r.stdout
     assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fc2conv-ncnn-")]
+
+
+def test_a_model_that_kills_the_measuring_process_takes_only_its_own_result(tmp_path, monkeypatch):
+    """All models are timed in one child process; when it dies, each model without a result is timed again alone."""
+    from passes.fc_to_conv.toolchains.onnxruntime_cpu import OnnxruntimeCpu
+    good, crash = str(tmp_path / "a.onnx"), str(tmp_path / "crash.onnx")
+    onnx.save(three_layers(), good)
+    onnx.save(three_layers(), crash)
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))
+    tc = OnnxruntimeCpu()
+    tc.module = "latency_crash"
+    first, second, third = tc.measure([crash, good, crash], rounds=2, runs=3)
+    assert first.value is None and first.error == "the measuring process was ended by SIGSEGV", first
+    assert second.error is None and second.value > 0 and len(second.runs) == 2, second
+    assert third.value is None and third.error == first.error

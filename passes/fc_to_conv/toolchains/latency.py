@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -58,25 +59,45 @@ class Latency:
         return f"the {self.name} toolchain needs {', '.join(absent)}{where}: {self.install or 'pip install ' + ' '.join(absent)}"
 
     def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
-        args = [self.python or sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
-                "--threads", str(self.threads), "--shapes", json.dumps(self.shapes)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-        try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return [Cost(None, UNIT, error=f"no result within {timeout:.0f} s") for _ in paths]
-        found = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                r = json.loads(line)
-                found[r["path"]] = r
-        died = f"the measuring process ended (exit {done.returncode}): {done.stderr.strip()[-200:]}"
+        """One Cost per path, all timed in one child process; when the child died (a runtime that crashes, as
+        ncnn did on a pnnx conversion of the ViT), each path without a result is timed again alone, so that a
+        model that crashes takes only its own result."""
+        found, died = self._child(paths, rounds, runs, timeout)
+        if died and len(paths) > 1:
+            for p in paths:
+                if p not in found:
+                    alone, why = self._child([p], rounds, runs, timeout)
+                    found[p] = alone.get(p, {"error": why, "runs": []})
         costs = []
         for p in paths:
             r = found.get(p, {"error": died, "runs": []})
             costs.append(Cost(min(r["runs"]) if r["runs"] and not r["error"] else None, UNIT, r["runs"], r["error"],
                               statistic="min"))
         return costs
+
+    def _child(self, paths: List[str], rounds: int, runs: int, timeout: float) -> Tuple[Dict[str, dict], str]:
+        """The results the child process printed, by path, and why it ended early ('' when it did not)."""
+        args = [self.python or sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
+                "--threads", str(self.threads), "--shapes", json.dumps(self.shapes)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {}, f"no result within {timeout:.0f} s"
+        found = {}
+        for line in done.stdout.splitlines():
+            try:
+                r = json.loads(line) if line.startswith("{") else None
+            except ValueError:
+                r = None
+            if isinstance(r, dict) and "path" in r:
+                found[r["path"]] = r
+        if done.returncode == 0:
+            return found, ""
+        if done.returncode < 0:
+            return found, f"the measuring process was ended by {signal.Signals(-done.returncode).name}"
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or [""]
+        return found, f"the measuring process ended (exit {done.returncode}): {last[0][-200:]}"
 
 
 def absent_modules(modules, python: Optional[str] = None) -> Optional[List[str]]:
