@@ -364,3 +364,35 @@ def test_bad_tune_threads_is_one_line(tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "--tune-threads -1 / --tune-rounds 5: threads must be 0" in lines[0]
     assert not out.exists()
+
+
+def two_blocks(second_width: int = 16) -> onnx.ModelProto:
+    """x -> fc1 -> Relu -> fc2 -> + x -> fc3 -> Relu -> fc4 -> + : two regions (a residual Add ends each), alike
+    when the second block's hidden width is the first's."""
+    rng = np.random.default_rng(2)
+    w = lambda k, n: (rng.standard_normal((k, n)) * 0.3).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="fc2"), helper.make_node("Add", ["h2", "x"], ["s1"]),
+             helper.make_node("MatMul", ["s1", "w3"], ["h3"], name="fc3"), helper.make_node("Relu", ["h3"], ["r3"]),
+             helper.make_node("MatMul", ["r3", "w4"], ["h4"], name="fc4"), helper.make_node("Add", ["h4", "s1"], ["y"])]
+    return make_model(nodes, [vi("x", ["b", 8])], [vi("y", ["b", 8])],
+                      [init("w1", w(8, 16)), init("w2", w(16, 8)), init("w3", w(8, second_width)),
+                       init("w4", w(second_width, 8))])
+
+
+def test_regions_alike_are_decided_together(monkeypatch):
+    """Both blocks slow as Convs: one measurement puts both regions back (then one per place in them), not one
+    per region; the reason names the regions alike."""
+    fake = Fake(slow_convs={"fc1", "fc2", "fc3", "fc4"})
+    out, report = _tuned(monkeypatch, fake, two_blocks())
+    assert sorted(s.name for s in report.tuned) == ["fc1", "fc2", "fc3", "fc4"] and not _convs(out), report.text()
+    assert fake.calls == 5, fake.calls   # first pair, both regions as FC, each place in them, the last check
+    assert "the model with its region and the 1 alike, 4 layers (fc1, fc2, fc3, ...) as FC" \
+        in report.tuned[0].reason, report.tuned[0].reason
+
+
+def test_regions_that_differ_are_decided_apart(monkeypatch):
+    fake = Fake(slow_convs={"fc3", "fc4"})
+    out, report = _tuned(monkeypatch, fake, two_blocks(second_width=32))
+    assert sorted(s.name for s in report.tuned) == ["fc3", "fc4"] and len(report.converted) == 2, report.text()
+    assert "its region of 2 layers (fc3, fc4) as FC" in report.tuned[0].reason, report.tuned[0].reason

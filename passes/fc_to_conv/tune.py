@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import onnx
 
 from .toolchains import Cost
-from .tune_regions import regions
+from .tune_regions import alike, regions
 from .verify.revert import Outcome
 
 
@@ -89,6 +89,17 @@ def _over(a: Cost, b: Cost, noise: float) -> bool:
     return a.value > b.value * (1 + noise)
 
 
+def _what(part: List[str], kind: List[List[str]], layers) -> str:
+    """What a put-back part is, for its reason: a layer, a region, or either of several regions alike."""
+    names = lambda keys: ", ".join(layers[k].name for k in keys)
+    if len(kind) == 1:
+        return f"it as {layers[part[0]].op}" if len(part) == 1 else f"its region of {len(part)} layers ({names(part)}) as FC"
+    if len(part) == len(kind):   # the layers at one place in each region
+        return f"it and the {len(part) - 1} layers alike ({names(part[:3])}{', ...' if len(part) > 3 else ''}) as FC"
+    return (f"its region and the {len(kind) - 1} alike, {len(part)} layers ({names(part[:3])}"
+            f"{', ...' if len(part) > 3 else ''}) as FC")
+
+
 class Tuner:
     def __init__(self, toolchain, attempt: Callable[[Dict[str, str]], Outcome], rounds: int = 5):
         self.toolchain, self.attempt, self.rounds = toolchain, attempt, rounds
@@ -137,21 +148,22 @@ class Tuner:
             ca, cb = ca.merged(na), cb.merged(nb)
         return ca, cb
 
-    def put_back(self, region: List[str], current: Outcome, exclude: Dict[str, str], layers):
-        """The part of `region` whose FC form measures fastest against `current`, faster beyond the noise: the
-        region as a whole, or, when that wins and it has several layers, one of its layers alone (a single slow
-        layer with fast partners). None when the region as Conv measures no slower."""
+    def put_back(self, kind: List[List[str]], current: Outcome, exclude: Dict[str, str], layers):
+        """The part of `kind` (regions alike, tune_regions.alike) whose FC form measures fastest against `current`,
+        faster beyond the noise: the regions as a whole, or, when that wins and they have several layers each,
+        the layers at one place in them (one slow layer with fast partners). None when the regions as Convs
+        measure no slower."""
+        width = len(kind[0])
+        whole = [k for region in kind for k in region]
         best = None
-        for part in [region] + ([[k] for k in region] if len(region) > 1 else []):
-            if part is not region and best is None:
+        for part in [whole] + ([[r[j] for r in kind] for j in range(width)] if width > 1 else []):
+            if part is not whole and best is None:
                 break
             trial = self.attempt({**exclude, **{k: Tuned("") for k in part}})
             as_conv, as_fc = self.pair(current.target, trial.target)
             if _slower(as_conv, as_fc, self.toolchain.noise) and (best is None or as_fc.value < best[3].value):
-                what = (f"it as {layers[part[0]].op}" if len(part) == 1 else
-                        f"its region of {len(part)} layers ({', '.join(layers[k].name for k in part)}) as FC")
-                why = Tuned(f"measured on {self.toolchain.name}: the model with {what} {as_fc.text()}, "
-                            f"as Conv {as_conv.text()}")
+                why = Tuned(f"measured on {self.toolchain.name}: the model with {_what(part, kind, layers)} "
+                            f"{as_fc.text()}, as Conv {as_conv.text()}")
                 best = (part, why, trial, as_fc)
         return best
 
@@ -170,8 +182,8 @@ class Tuner:
             base, now = self.pair(original, current.target)
         if current.result.converted:
             layers = {c.key: c for c in current.result.converted}
-            for region in regions(_graph(original), list(layers)):
-                found = self.put_back(region, current, exclude, layers)
+            for kind in alike(regions(_graph(original), list(layers)), layers):
+                found = self.put_back(kind, current, exclude, layers)
                 if found:
                     part, why, current, now = found   # its graph; the reasons are written by the attempt below
                     exclude.update({k: why for k in part})

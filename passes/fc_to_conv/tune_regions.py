@@ -7,13 +7,16 @@ put back by itself measured slower than the region as Convs, and the region put 
 original. So the tuner tries each region in FC form as one, and its cost grows with the number of regions.
 
     regions(graph, keys)   the keys of the converted layers, grouped; each group in graph order
+    alike(regions, layers) the regions grouped by what they hold (each layer's op, shapes and dtype, in order):
+                           a transformer's blocks give one group per kind of region, which --tune decides on
+                           together (BERT-base: 37 regions, 4 kinds), so that its cost grows with the kinds
 
 Only the main graph's layers are grouped (their keys are "#<node index>"); a layer inside a subgraph is a region
 of its own.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Set
+from typing import Dict, List, Sequence, Set
 
 import onnx
 
@@ -72,3 +75,14 @@ def _reached(node: onnx.NodeProto, reader, layer_of, fixed: Set[str]) -> List[st
                 todo.extend(r.output)
                 walked.update(r.output)
     return found
+
+
+def alike(groups: Sequence[List[str]], layers) -> List[List[List[str]]]:
+    """`groups` (regions) put together when their layers (layers: key -> result.Converted) are the same op on
+    the same shapes and dtype, in the same order; each kind in the order of its first region."""
+    kinds: Dict[tuple, List[List[str]]] = {}
+    for region in groups:
+        signature = tuple((c.op, str(c.input_shape), str(c.weight_shape), c.dtype, c.kernel, c.conv_op,
+                           c.fused_add is not None) for c in (layers[k] for k in region))
+        kinds.setdefault(signature, []).append(region)
+    return list(kinds.values())

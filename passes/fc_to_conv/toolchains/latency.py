@@ -3,9 +3,10 @@ module that times its models (run as `python -m MODULE A.onnx B.onnx --rounds R 
 process, so that a runtime that aborts ends the child and its models read "does not load") and how that module
 opens a model for inference; everything else, the rounds, the seeded inputs and the statistic, is here.
 
-The child prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each round opens every model in
-turn (interleaved, so a slow spell of the machine hits all of them alike) and times `runs` inferences after one
-warm-up; a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise only adds
+The child prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each model is opened once, and
+each round times every model in turn (interleaved, so a slow spell of the machine hits all of them alike): `runs`
+inferences after one warm-up, fewer for a slow model (as many as ROUND_BUDGET holds, 3 at least: a BERT-base-sized
+model, 29 ms a run, runs 8 times a round); a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise only adds
 to it, and a slow spell can take whole rounds). The inputs have the shapes given (--input-shape); other dynamic
 dims are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
 `threads` intra-op threads (--tune-threads; 0: the runtime's default).
@@ -27,6 +28,7 @@ import numpy as np
 from . import Cost
 
 UNIT = "us"
+ROUND_BUDGET = 0.25   # seconds of runs per model and round: a model slower than ROUND_BUDGET / runs runs fewer times (3 at least)
 Runner = Callable[[Dict[str, np.ndarray]], object]
 
 
@@ -137,15 +139,21 @@ def main(argv, open_runner: Callable[[str, int, Dict[str, np.ndarray]], Runner])
             feeds[p] = feeds_for(p, json.loads(a.shapes))
         except Exception as exc:    # noqa: BLE001 - the finding is that it does not run
             errors[p] = str(exc).splitlines()[0][:300]
+    opened: Dict[str, Tuple[Runner, int]] = {}
     for _ in range(a.rounds):
         for p in a.paths:
             if p in errors:
                 continue
             try:
-                run = open_runner(p, a.threads, feeds[p])
+                if p not in opened:   # once: opening a BERT-base-sized model took 0.9 s, as long as 30 runs
+                    run = open_runner(p, a.threads, feeds[p])
+                    t = time.perf_counter()
+                    run(feeds[p])
+                    opened[p] = run, max(3, min(a.runs, int(ROUND_BUDGET / max(time.perf_counter() - t, 1e-9))))
+                run, runs = opened[p]
                 run(feeds[p])
                 times = []
-                for _ in range(a.runs):
+                for _ in range(runs):
                     t = time.perf_counter()
                     run(feeds[p])
                     times.append((time.perf_counter() - t) * 1e6)
