@@ -10,8 +10,10 @@ form the layers whose Conv form measures slower, until the whole model measures 
    already put back) left alone, measured against the current form in one interleaved run. The put-back stays
    when it measures faster by more than the noise: the toolchain's own floor or the spread of the two
    measurements, whichever is larger. Where a region of several layers measures faster as FC, each of its
-   layers is also tried alone, and the fastest of these forms stays (one slow layer among fast ones). Cost: one
-   attempt and one paired measurement per region, and one per layer of a region put back.
+   layers is also tried alone, and the fastest of these forms stays (one slow layer among fast ones). Regions
+   alike (tune_regions.alike: the same layers in the same order) are tried as one, and their layers at one
+   place in them together: a transformer's blocks cost alike. Cost: one attempt and one paired measurement per
+   kind of region, and one per place in a kind put back.
 3. The result is measured against the original once more; still above it by more than the noise floor (here the
    spread does not excuse it: LeViT was written at 1.13x at 2 threads, within its rounds' spread), every layer is
    put back (the output is then the original's graph), so that the written model never measures slower.
