@@ -76,7 +76,6 @@ def build_parser(prog: str = "python -m passes.fc_to_conv") -> argparse.Argument
     return p
 
 
-
 def _tune_arguments(p: argparse.ArgumentParser) -> None:
     """--tune and the options of its measurements."""
     p.add_argument("--tune", action="store_true",
@@ -95,6 +94,7 @@ def _tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decisions", metavar="FILE.json",
                    help="with --tune: write the layers it kept as FC there; without: keep as FC the layers that file "
                         "names, unmeasured, so that a tuned conversion repeats byte for byte")
+
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT: raised in the main thread so that every `finally` runs (the temporary folder beside the

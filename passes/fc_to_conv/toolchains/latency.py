@@ -5,10 +5,10 @@ opens a model for inference; everything else, the rounds, the seeded inputs and 
 
 The child prints one JSON line per model: {"path", "error", "runs": [us, ...]}. Each model is opened once, and
 each round times every model in turn (interleaved, so a slow spell of the machine hits all of them alike): `runs`
-inferences after one warm-up, fewer for a slow model (as many as ROUND_BUDGET holds, 3 at least: a BERT-base-sized
-model, 29 ms a run, runs 8 times a round); a round's figure is the median of its runs, the model's cost its fastest round (CPU time: noise only adds
-to it, and a slow spell can take whole rounds). The inputs have the shapes given (--input-shape); other dynamic
-dims are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
+inferences after one warm-up, fewer for a slow model (as many as ROUND_BUDGET holds, 3 at least: a
+BERT-base-sized model, 29 ms a run, runs 8 times a round); a round's figure is the median of its runs, the model's
+cost its fastest round (CPU time: noise only adds to it, and a slow spell can take whole rounds). The inputs have
+the shapes given (--input-shape); other dynamic dims are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
 `threads` intra-op threads (--tune-threads; 0: the runtime's default).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from . import Cost
 
 UNIT = "us"
-ROUND_BUDGET = 0.25   # seconds of runs per model and round: a model slower than ROUND_BUDGET / runs runs fewer times (3 at least)
+ROUND_BUDGET = 0.25   # seconds of runs per model and round: a slower model runs fewer times (3 at least)
 Runner = Callable[[Dict[str, np.ndarray]], object]
 
 
@@ -58,7 +58,8 @@ class Latency:
         if not absent:
             return ""
         where = f" in {self.python}" if self.python else ""
-        return f"the {self.name} toolchain needs {', '.join(absent)}{where}: {self.install or 'pip install ' + ' '.join(absent)}"
+        install = self.install or "pip install " + " ".join(absent)
+        return f"the {self.name} toolchain needs {', '.join(absent)}{where}: {install}"
 
     def measure(self, paths: List[str], rounds: int = 5, runs: int = 20, timeout: float = 900) -> List[Cost]:
         """One Cost per path, all timed in one child process; when the child died (a runtime that crashes, as
