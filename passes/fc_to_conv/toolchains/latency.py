@@ -8,8 +8,8 @@ each round times every model in turn (interleaved, so a slow spell of the machin
 inferences after one warm-up, fewer for a slow model (as many as ROUND_BUDGET holds, 3 at least: a
 BERT-base-sized model, 29 ms a run, runs 8 times a round); a round's figure is the median of its runs, the model's
 cost its fastest round (CPU time: noise only adds to it, and a slow spell can take whole rounds). The inputs have
-the shapes given (--input-shape); other dynamic dims are fixed as the verification's first input set fixes them (verify/input_dims.py), the values seeded.
-`threads` intra-op threads (--tune-threads; 0: the runtime's default).
+the shapes given (--input-shape); other dynamic dims are fixed as the verification's first input set fixes them
+(verify/input_dims.py), the values seeded. `threads` intra-op threads (--tune-threads; 0: the runtime's default).
 """
 from __future__ import annotations
 
