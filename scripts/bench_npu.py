@@ -41,6 +41,9 @@ DEFAULT = [os.path.join(ROOT, "models", m + ".onnx") for m in
     sorted(p for p in glob.glob(os.path.join(ROOT, "models", "quantized", "*_qdq_*.onnx")))
 
 
+QNN_DIMS = {"seq": 16, "t": 16}   # every other dynamic dim is fixed to 1
+
+
 def _header(first: str, each: str, targets) -> None:
     print(f"| model | {first} | " + " | ".join(f"{t}: {each}" for t in targets) + " |")
     print("|---|---|" + "---|" * len(targets))
@@ -57,14 +60,29 @@ def _conversions(path: str, targets, folder: str) -> list:
     return paths
 
 
-def qnn(models, targets, rounds):
+def _qairt(path: str, python: str, folder: str) -> str:
+    """Qualcomm's own rewrite of the model's static copy (scripts/qairt_l2c.py in qairt-dev's venv): its path, or
+    an error line."""
+    from passes.fc_to_conv.toolchains.qnn_htp import static_copy
+    work = tempfile.mkdtemp(dir=folder)
+    out = os.path.join(folder, os.path.basename(path)[:-5] + ".qairt.onnx")
+    result = _child(python, os.path.join(ROOT, "scripts", "qairt_l2c.py"), static_copy(path, QNN_DIMS, work), out)
+    return out if not result["error"] else "qairt: " + result["error"]
+
+
+def qnn(models, targets, rounds, qairt_python=None):
     import qnn_htp
-    _header("original cycles", "cycles / original, CPU nodes", targets)
+    _header("original cycles", "cycles / original, CPU nodes", targets + (["qairt LinearToConv"] if qairt_python else []))
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             name = os.path.basename(path)[:-5]
             paths = _conversions(path, targets, tmp)
-            runs = qnn_htp.measure(paths, fp16="qdq" not in name, dims={"seq": 16, "t": 16}, rounds=rounds)
+            if qairt_python:
+                paths.append(_qairt(path, qairt_python, tmp))
+            failed = {p: p for p in paths if p.startswith("qairt: ")}
+            runs = qnn_htp.measure([p for p in paths if p not in failed], fp16="qdq" not in name, dims=QNN_DIMS,
+                                   rounds=rounds)
+            runs = [{"error": p, "cpu_nodes": {}} if p in failed else runs.pop(0) for p in paths]
             base = runs[0]
             cpu = lambda r: sum(r["cpu_nodes"].values())
             if base["error"]:
@@ -81,7 +99,6 @@ def _spread(run) -> str:
     """How far one model's sessions lie apart: (max - min) / median of its cycles."""
     c = [x for x in run["cycles_per_session"] if x]
     return f"±{(max(c) - min(c)) / run['cycles'] / 2:.0%}" if len(c) > 1 else "1"
-
 
 
 def _static_feeds(path):
@@ -175,11 +192,13 @@ def main():
                     "TARGET:LAYOUT converts with that --layout, e.g. onnxruntime:batch")
     ap.add_argument("--rounds", type=int, default=5, help="qnn: sessions per model")
     ap.add_argument("--rknn-python", help="rknn: the Python of rknn-toolkit2's venv")
+    ap.add_argument("--qairt-python", help="qnn: the Python of qairt-dev's venv (scripts/qairt_l2c.py): a column "
+                    "for Qualcomm's LinearToConvPass on each model's static copy")
     ap.add_argument("--vela-python", help="vela: the Python of the venv with ethos-u-vela and onnx2tf")
     a = ap.parse_intermixed_args()
     targets = a.targets or ["onnxruntime", {"vela": "ethos-u"}.get(a.toolchain, a.toolchain)]
     if a.toolchain == "qnn":
-        qnn(a.models, targets, a.rounds)
+        qnn(a.models, targets, a.rounds, a.qairt_python)
     elif a.toolchain == "vela":
         if not a.vela_python:
             ap.error("vela needs --vela-python")
