@@ -396,3 +396,23 @@ def test_regions_that_differ_are_decided_apart(monkeypatch):
     out, report = _tuned(monkeypatch, fake, two_blocks(second_width=32))
     assert sorted(s.name for s in report.tuned) == ["fc3", "fc4"] and len(report.converted) == 2, report.text()
     assert "its region of 2 layers (fc3, fc4) as FC" in report.tuned[0].reason, report.tuned[0].reason
+
+
+def test_the_qnn_toolchain_measures_at_the_input_shapes_given(monkeypatch, tmp_path):
+    """--input-shape reaches the emulator by the dims' names (HTP needs static shapes; the rest are fixed to 1)."""
+    from passes.fc_to_conv.toolchains import qnn
+    model = make_model([helper.make_node("MatMul", ["ids", "w"], ["y"])], [vi("ids", ["batch", "seq", 8])],
+                       [vi("y", ["batch", "seq", 4])], [init("w", np.ones((8, 4), np.float32))])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model, path)
+    seen = {}
+
+    def fake(paths, fp16, dims, rounds):
+        seen.update(dims=dims, fp16=fp16, rounds=rounds)
+        return [{"cycles": 10.0, "cycles_per_session": [10.0], "error": None} for _ in paths]
+    monkeypatch.setattr(qnn.qnn_htp, "measure", fake)
+    (cost,) = qnn.TOOLCHAIN.configured(1, {"ids": [1, 16, 8]}).measure([path], rounds=3)
+    assert seen == {"dims": {"batch": 1, "seq": 16}, "fp16": True, "rounds": 3} and cost.value == 10.0, seen
+    qnn.TOOLCHAIN.configured(1, {}).measure([path], rounds=3)
+    assert seen["dims"] is None   # every dynamic dim to 1, as qnn_htp does by default
+    assert qnn.TOOLCHAIN.shapes == {}   # the registry's own stays unconfigured
