@@ -38,7 +38,7 @@ def main(argv=None) -> None:
         path, _, dims = extra.partition(":")
         shapes = {k: [int(d) for d in v.split("x")] for k, v in (p.split("=") for p in dims.split(",") if p)}
         cases.append((path, os.path.basename(path)[:-5], shapes))
-    print("| model | original | converted (default) | written by `--tune` | layers | measurements | time |")
+    print("| model | original | converted (the target, no --tune) | written by `--tune` | layers | measurements | time |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for src, name, shapes in cases:
