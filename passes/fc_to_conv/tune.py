@@ -93,15 +93,13 @@ def _over(a: Cost, b: Cost, noise: float) -> bool:
 
 def _what(part: List[str], kind: List[List[str]], layers) -> str:
     """What a put-back part is, for its reason: a layer, a region, or either of several regions alike."""
-    names = lambda keys: ", ".join(layers[k].name for k in keys)
+    names = lambda keys: ", ".join(layers[k].name for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
     if len(kind) == 1:
-        if len(part) == 1:
-            return f"it as {layers[part[0]].op}"
-        return f"its region of {len(part)} layers ({names(part)}) as FC"
+        return f"it as {layers[part[0]].op}" if len(part) == 1 else \
+            f"its region of {len(part)} layers ({names(part)}) as FC"
     if len(part) == len(kind):   # the layers at one place in each region
-        return f"it and the {len(part) - 1} layers alike ({names(part[:3])}{', ...' if len(part) > 3 else ''}) as FC"
-    return (f"its region and the {len(kind) - 1} alike, {len(part)} layers ({names(part[:3])}"
-            f"{', ...' if len(part) > 3 else ''}) as FC")
+        return f"it and the {len(part) - 1} layers alike ({names(part)}) as FC"
+    return f"its region and the {len(kind) - 1} alike, {len(part)} layers ({names(part)}) as FC"
 
 
 class Tuner:

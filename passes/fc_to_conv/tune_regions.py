@@ -4,7 +4,7 @@ runs from one to the next through element-wise ops (rewrite/region.py keeps it 4
 Put back alone, a layer of such a region leaves its partners converted with a way in or out of their own: on a
 Falcon block (QKV and the MLP's first layer read one LayerNorm, the GELU between the MLP's two layers) each layer
 put back by itself measured slower than the region as Convs, and the region put back as a whole measured as the
-original. So the tuner tries each region in FC form as one, and its cost grows with the number of regions.
+original. So the tuner tries each region in FC form as one, and regions alike together.
 
     regions(graph, keys)   the keys of the converted layers, grouped; each group in graph order
     alike(regions, layers) the regions grouped by what they hold (each layer's op, shapes and dtype, in order):

@@ -3,8 +3,8 @@ inference summed over the model's QNN partitions, each model the median of `roun
 others (qnn_htp.py, run in a child process: an EP that aborts ends the child, and its models read "does not load").
 Float models run in fp16 (enable_htp_fp16_precision), as HTP deploys them; quantized ones as they are. HTP needs
 static shapes: the dynamic dims of the inputs --input-shape names are fixed as it says (a decoder tuned at 16
-tokens, not at 1), every other dynamic dim to 1. A model that onnxruntime leaves partly on the CPU costs its HTP cycles
-only: the CPU nodes are counted in qnn_htp.py's result, not in the cost.
+tokens, not at 1), every other dynamic dim to 1. A model that onnxruntime leaves partly on the CPU costs its HTP
+cycles only: the CPU nodes are counted in qnn_htp.py's result, not in the cost.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ UNIT = "cycles"
 class QnnHtp:
     name = "qnn"
     noise = 0.10            # the emulator's sessions vary widely: differences under 10% are not decided on
-
-    python: Optional[str] = None
+    python: Optional[str] = None            # --toolchain-python: refused (the emulator runs in fc2conv's own)
+    shapes: Dict[str, List[int]] = {}       # --input-shape: input name -> dims
 
     def missing(self) -> str:
         if self.python:
@@ -30,8 +30,6 @@ class QnnHtp:
         if importlib.util.find_spec("onnxruntime_qnn") is None:
             return "the qnn toolchain needs Qualcomm's HTP emulator: pip install -e \".[qnn]\" (onnxruntime-qnn)"
         return ""
-
-    shapes: Dict[str, List[int]] = {}
 
     def configured(self, threads: int, shapes, python: Optional[str] = None) -> "QnnHtp":
         """The emulator counts cycles (no threads); the dims of the inputs `shapes` gives (--input-shape) are
