@@ -19,6 +19,9 @@ from test_cli import cli
 from test_tune import three_layers
 
 
+LEFT = ("fc2conv-measure-", "fc2conv-ncnn-", "fc2conv-crash-", "fc2conv-tune-")   # what measuring may leave
+
+
 def _wrapper(tmp_path):
     """An interpreter that leaves a mark each time it runs: what --toolchain-python names is what measures."""
     mark, py = tmp_path / "ran", tmp_path / "python"
@@ -90,13 +93,14 @@ def test_cli_tunes_on_ncnn(tmp_path):
     measures slower than the original by more than the noise floor."""
     src, out, js = tmp_path / "in.onnx", tmp_path / "out.onnx", tmp_path / "r.json"
     onnx.save(three_layers(), str(src))
+    before = set(os.listdir(tempfile.gettempdir()))
     r = cli(src, out, "--target", "ncnn", "--tune", "--tune-rounds", "3", "--toolchain-python", _ncnn_python(),
             "--report", js)
     assert r.returncode == 0, r.stderr
     tuning = json.loads(js.read_text())["tuning"]
     assert tuning["toolchain"] == "ncnn" and tuning["original"]["value"] > 0 and tuning["tuned"]["value"] > 0
     assert "tuning: measured on ncnn (" in r.stdout, r.stdout
-    assert not [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fc2conv-ncnn-")]
+    assert not [p for p in set(os.listdir(tempfile.gettempdir())) - before if p.startswith(LEFT)]
 
 
 def test_a_model_that_kills_the_measuring_process_takes_only_its_own_result(tmp_path, monkeypatch):
@@ -106,9 +110,11 @@ def test_a_model_that_kills_the_measuring_process_takes_only_its_own_result(tmp_
     onnx.save(three_layers(), good)
     onnx.save(three_layers(), crash)
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))
+    before = set(os.listdir(tempfile.gettempdir()))
     tc = OnnxruntimeCpu()
     tc.module = "latency_crash"
     first, second, third = tc.measure([crash, good, crash], rounds=2, runs=3)
     assert first.value is None and first.error == "the measuring process was ended by SIGSEGV", first
     assert second.error is None and second.value > 0 and len(second.runs) == 2, second
     assert third.value is None and third.error == first.error
+    assert not [p for p in set(os.listdir(tempfile.gettempdir())) - before if p.startswith(LEFT)]

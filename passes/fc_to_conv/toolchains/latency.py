@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -82,11 +83,15 @@ class Latency:
         """The results the child process printed, by path, and why it ended early ('' when it did not)."""
         args = [self.python or sys.executable, "-m", self.module, *paths, "--rounds", str(rounds), "--runs", str(runs),
                 "--threads", str(self.threads), "--shapes", json.dumps(self.shapes)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-        try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return {}, f"no result within {timeout:.0f} s"
+        # the child's temporary files (pnnx's conversions) go into a folder of ours, removed however it ends: a
+        # child that crashes runs no cleanup of its own
+        with tempfile.TemporaryDirectory(prefix="fc2conv-measure-") as work:
+            env = dict(os.environ, TMPDIR=work,
+                       PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+            try:
+                done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+            except subprocess.TimeoutExpired:
+                return {}, f"no result within {timeout:.0f} s"
         found = {}
         for line in done.stdout.splitlines():
             try:
