@@ -4,7 +4,7 @@ default), every output extracted (ncnn computes only what the extracted blobs ne
 the inputs and the statistic.
 
 pnnx converts each model once, at the inputs' static shapes, into a temporary folder removed when the measuring
-process ends; a model pnnx writes layers of that ncnn has no kernel for (`Tensor.*`) reads "does not load", with
+process ends (and with the folder latency.py gives the process, should it crash); a model pnnx writes layers of that ncnn has no kernel for (`Tensor.*`) reads "does not load", with
 their names. pnnx brings torch (several GB), so the toolchain is usually a venv of its own:
 
     python -m venv V && V/bin/pip install pnnx ncnn onnx onnxruntime numpy
