@@ -72,14 +72,15 @@ def _qairt(path: str, python: str, folder: str) -> str:
 
 def qnn(models, targets, rounds, qairt_python=None):
     import qnn_htp
-    _header("original cycles", "cycles / original, CPU nodes", targets + (["qairt LinearToConv"] if qairt_python else []))
+    columns = targets + (["qairt LinearToConv"] if qairt_python else [])
+    _header("original cycles", "cycles / original, CPU nodes", columns)
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             name = os.path.basename(path)[:-5]
             paths = _conversions(path, targets, tmp)
             if qairt_python:
                 paths.append(_qairt(path, qairt_python, tmp))
-            failed = {p: p for p in paths if p.startswith("qairt: ")}
+            failed = {p for p in paths if p.startswith("qairt: ")}   # qairt's error, in place of its output
             runs = qnn_htp.measure([p for p in paths if p not in failed], fp16="qdq" not in name, dims=QNN_DIMS,
                                    rounds=rounds)
             runs = [{"error": p, "cpu_nodes": {}} if p in failed else runs.pop(0) for p in paths]

@@ -1,6 +1,7 @@
-"""Qualcomm's own Linear -> Conv rewrite, for the side-by-side benchmark (scripts/bench_qairt.py): qairt-dev's
-experimental CanonizeGemmPass + LinearToConvPass, then its LayoutOptRewriter, as its docstring prescribes. Runs in
-a venv of its own (qairt-dev 0.13 wants Python 3.10 or 3.12 and onnx 1.19.1; the pyenv here has 3.12):
+"""Qualcomm's own Linear -> Conv rewrite, for the side-by-side benchmark (scripts/bench_npu.py qnn
+--qairt-python): qairt-dev's experimental CanonizeGemmPass + LinearToConvPass, then its LayoutOptRewriter, as its
+docstring prescribes. Runs in a venv of its own (qairt-dev 0.13 wants Python 3.10 or 3.12 and onnx 1.19.1; the
+pyenv here has 3.12):
 
     ~/.pyenv/versions/3.12.1/bin/python -m venv Q
     Q/bin/pip install qairt-dev==0.13.0 onnx==1.19.1 onnx-ir networkx onnxruntime onnxscript scipy islpy "numpy>=2,<2.3"

@@ -38,8 +38,10 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     model, or its file); job: attempts.InMemory or attempts.OnDisk, which makes the attempts.
     """
     downstream.require(options.check_with)
-    if options.tune:
-        toolchains.require(options.target, python=options.toolchain_python)
+    toolchain = None
+    if options.tune:   # refused before anything runs when it is missing; the same one measures below
+        toolchain = toolchains.require(options.target, options.tune_threads, options.input_shapes,
+                                       options.toolchain_python)
     elif options.decisions:
         decisions.read(options.decisions)   # a bad file is refused before anything runs
     report = Report(layout=options.layout, target=options.target, ops_before=op_counts(info.graph), strict=options.strict)
@@ -50,7 +52,7 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
         outcome, report.verification = policy.verify(job, outcome, original, reference, options,
                                                model_io.tensor_bytes(info.graph))
     if (options.tune or options.decisions) and (report.verification is None or report.verification.passed):
-        outcome = _tuned(job, outcome, original, reference, options, report)
+        outcome = _tuned(job, outcome, original, reference, options, report, toolchain)
     result = outcome.result
     if options.check_with and (report.verification is None or report.verification.passed):
         report.downstream = downstream.check(options.check_with, outcome.target, reference,
@@ -61,12 +63,10 @@ def _convert(info: onnx.ModelProto, original: Union[onnx.ModelProto, str], job, 
     return outcome, report
 
 
-def _tuned(job, outcome: Outcome, original, reference, options: Options, report: Report) -> Outcome:
+def _tuned(job, outcome: Outcome, original, reference, options: Options, report: Report, toolchain) -> Outcome:
     """--tune (measure, tune.py) and --decisions (write what it chose, or apply a file's choices unmeasured)."""
     names = {c.key: c.name for c in outcome.result.converted}   # every layer the verified attempt converted
     if options.tune:
-        toolchain = toolchains.require(options.target, options.tune_threads, options.input_shapes,
-                                       options.toolchain_python)
         outcome, report.tuning = Tuner(toolchain, job.attempt, options.tune_rounds).tune(outcome, original)
         kept = report.tuning.kept
         if options.decisions:
