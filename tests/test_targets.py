@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from builders import assert_converted, init, make_model, ops, rand, vi
+from builders import assert_converted, init, make_model, ops, rand, run, vi
 from passes.fc_to_conv import Options, convert
 from passes.fc_to_conv.verify.inputs import make_feeds
 from passes.fc_to_conv.files.model_io import load
@@ -202,3 +202,50 @@ def test_attention_projections_are_found_by_structure():
     fc = [n for n in m.graph.node if n.name in ("wq", "wk", "wv", "wo", "wm")]
     found = projections(m.graph.node, fc, Constants(index, 8, 17))
     assert sorted(n.name for n in fc if id(n) in found) == ["wk", "wo", "wq", "wv"]
+
+
+def gelu_mlp():
+    """fc1 -> erf GELU (x / sqrt2 and + 1 and * 0.5 on single values: a scalar, a [1], a DequantizeLinear's scalar)
+    -> fc2 on [B, T, C], as torch exports nn.GELU."""
+    q = helper.make_tensor("one_q", onnx.TensorProto.UINT8, [], [10])
+    inits = [init("w1", rand((C, F), seed=3)), init("b1", rand(F, seed=4)), init("w2", rand((F, C), seed=5)),
+             init("sqrt2", np.array(np.sqrt(2.0), np.float32)), init("half", np.array([0.5], np.float32)),
+             init("one_s", np.array(0.1, np.float32)), q]
+    n = helper.make_node
+    nodes = [n("MatMul", ["x", "w1"], ["m1"], name="fc1"), n("Add", ["m1", "b1"], ["a1"]),
+             n("Div", ["a1", "sqrt2"], ["d"]), n("Erf", ["d"], ["e"]),
+             n("DequantizeLinear", ["one_q", "one_s"], ["one"]), n("Add", ["e", "one"], ["p"]),
+             n("Mul", ["a1", "p"], ["m"]), n("Mul", ["m", "half"], ["g"]), n("Mul", ["half", "g"], ["g2"]),
+             n("MatMul", ["g2", "w2"], ["y"], name="fc2")]
+    return make_model(nodes, [vi("x", ["b", "t", C])], [vi("y", ["b", "t", C])], inits)
+
+
+def single_values_read(model):
+    """For each Div / Add / Mul on the image, the shapes of its operands that are initializers."""
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    return {node.op_type + ":" + ",".join(node.input): [shapes[i] for i in node.input if i in shapes]
+            for node in model.graph.node if node.op_type in ("Div", "Add", "Mul")}
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "qnn"])
+def test_single_values_on_the_image_are_rank_4_for_onnxruntime(target):
+    """onnxruntime broadcasts a scalar (or a [1]) over an image [B, C, 1, T] one row of T at a time, and a
+    [1, 1, 1, 1] operand as one span (2x an Add's time at T = 16; README, Layout): on its target each single value
+    of a moved binary op becomes [1, 1, 1, 1], one constant per value, the original scalars gone once unread;
+    a value a DequantizeLinear makes stays as it is (its QDQ unit). Other targets keep the scalars. The function
+    is the same: the output matches the original on onnxruntime within 1e-5 (fp32, two 8/16-wide layers)."""
+    m = gelu_mlp()
+    new, report = convert(m, Options(target=target))
+    assert_converted(report, ["fc1", "fc2"])
+    read = single_values_read(new)
+    assert "Erf" in ops(new) and len(read) == 5, read
+    constants = sorted(shape for shapes in read.values() for shape in shapes if shape not in ([F, 1, 1], [1, F, 1, 1]))
+    if target == "onnxruntime":
+        assert constants == [[1, 1, 1, 1]] * 3, read
+        assert {t.name for t in new.graph.initializer} & {"sqrt2", "half"} == set()
+        assert sum(list(t.dims) == [1, 1, 1, 1] for t in new.graph.initializer) == 2   # half is read twice
+    else:
+        assert constants == [[], [1], [1]], read
+    assert any(nd.op_type == "Add" and "one" in nd.input for nd in new.graph.node)   # the DQ's scalar, as it was
+    x = rand((2, T, C), seed=9)
+    np.testing.assert_allclose(run(new, {"x": x})[0], run(m, {"x": x})[0], rtol=1e-5, atol=1e-5)

@@ -67,7 +67,8 @@ class FcToConvPass:
         consts = run.constants(graph, outer)
         plans = self._plans(run, graph, consts, scope)
         region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout,
-                         splits=self.target.collapse_head_split, clamps=self.target.clamps_as_max_min)
+                         splits=self.target.collapse_head_split, clamps=self.target.clamps_as_max_min,
+                         ranked_scalars=self.target.ranked_scalars)
         local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
         used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
         converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,

@@ -28,7 +28,7 @@ from .conv_inputs import ConvInputs
 from .emit import Emitter
 from .layout import Family, image_constant
 from .qdq import per_tensor
-from .region import Region
+from .region import BINARY, Region
 
 if TYPE_CHECKING:   # (rules/ builds on rewrite/'s layout; the rewrite reads Plans, never imports rules)
     from ..rules import Plan
@@ -96,6 +96,7 @@ class _Images:
     def __init__(self, em: Emitter, consts: Constants, region: Region, image: Dict[str, str]):
         self.em, self.consts, self.region, self.image = em, consts, region, image
         self.relaid: Set[str] = set()             # constants of moved ops, now read in their image form
+        self._ranks: Dict[str, str] = {}          # single values of moved binary ops -> their [1, 1, 1, 1] form
 
     def moved(self, node: onnx.NodeProto) -> None:
         em = self.em
@@ -111,7 +112,9 @@ class _Images:
             relaid = image_constant(self.consts.value(i), image.channels, cf) if i else None
             if relaid is not None:
                 self.relaid.add(i)
-            inputs.append(i if relaid is None else self._image_constant(i, relaid, image.channels, cf))
+                inputs.append(self._image_constant(i, relaid, image.channels, cf))
+            else:
+                inputs.append(self._ranked(i) if i and node.op_type in BINARY and self.region.ranked_scalars else i)
         out = em.names.fresh(node.output[0] + "_image")
         self.image[node.output[0]] = out
         if id(node) in self.region.as_max_min:
@@ -136,6 +139,18 @@ class _Images:
             if t in self.region.exits:
                 image = self.region.image_of[t]
                 image.family.leave(self.em, self.image[t], image.channels, t, t)
+    def _ranked(self, name: str) -> str:
+        """A single value as [1, 1, 1, 1], once per value: onnxruntime broadcasts a scalar (or [1]) over an image
+        [B, C, 1, T] one row of T at a time (its broadcast stops at the 1), 2x an Add's time at T = 16; a
+        rank-4 operand runs as one span (README, Layout). One that a DequantizeLinear makes stays as it is."""
+        value = self.consts.value(name)
+        if value.ndim == 4 or per_tensor_dequantize(name, self.consts) is not None:
+            return name
+        if name not in self._ranks:
+            self.relaid.add(name)
+            self._ranks[name] = self.em.constant(name + "_image", value.reshape(1, 1, 1, 1))
+        return self._ranks[name]
+
     def _image_constant(self, name: str, relaid: np.ndarray, channels: int, channels_first: bool) -> str:
         """A per-channel constant operand re-laid as [1, C, 1, 1]; one that a per-tensor DequantizeLinear makes of
         integers stays quantized: its integers are re-laid and dequantized again (a QDQ Add stays a QDQ Add)."""

@@ -13,6 +13,9 @@ onnxruntime  collapse everything; a block-quantized layer (int4 QDQ, MatMulNBits
              a TensorRT-style layer onnxruntime runs as MatMulIntegerToFloat (integer.py: 1.09x-1.12x converted).
              onnxruntime folds the 4-D Transposes of the ways in and out into the
              reorders around its Conv kernel (layout.py), and the collapsed chains move the least data.
+             A single value beside an image (GELU's / sqrt2, + 1, * 0.5) becomes [1, 1, 1, 1]: onnxruntime
+             broadcasts a scalar over [B, C, 1, T] one row of T at a time, 1.6x-2x an Add's time
+             (scripts/bench_broadcast.py); the families of issue 24 went from 1.11x-1.47x to 0.94x-1.30x.
 openvino     the chains at the attention products stay as the model wrote them; every other chain collapses.
              OpenVINO fuses the attention (MatMul -> Softmax -> MatMul) into one kernel only when Q, K and V
              arrive through the heads split's own Reshape -> Transpose and the context leaves through its own
@@ -154,10 +157,11 @@ class Target:
     constants_second: bool = False    # Mul(constant, x) as Mul(x, constant), Add too (rewrite/commute.py)
     split_skip_norms: bool = False    # onnxruntime's fused skip norms as Add + norm (rewrite/skip_norms.py)
     view_gathers: bool = False        # an identity Reshape between a Gather and its Conv (rewrite/gather_views.py)
+    ranked_scalars: bool = False      # a single value beside an image as [1, 1, 1, 1] (rewrite/writer.py)
 
 
 TARGETS = {
-    "onnxruntime": Target(collapse_head_split=True, keeps=(KeepIntegerToFloat(
+    "onnxruntime": Target(collapse_head_split=True, ranked_scalars=True, keeps=(KeepIntegerToFloat(
         "a TensorRT-style quantized layer (Q -> DQ on its inputs, no QuantizeLinear after it), left for onnxruntime "
         "(--target onnxruntime), which runs it as one MatMulIntegerToFloat kernel and its Conv form as "
         "DequantizeLinear + float Conv (ModelOpt-style BERT 1.087x, ViT 1.124x the original's time converted)"),
