@@ -12,6 +12,10 @@ An element-wise node moves only if one of its inputs is an image, every other in
 and channels or a constant that broadcasts per channel, and its output (directly or through other moved nodes)
 reaches an FC layer: a move that leads nowhere would only shift the exit, or add one.
 
+A BatchNormalization over an FC output's rows flattened to 2-D, between two Reshapes that undo each other, runs on
+the image as the norm alone (flat_norms.py), even where nothing after it is an FC layer: the runtime folds it into
+the Conv.
+
 With `splits`, a Split of an image's channels whose parts go only to Reshapes and Transposes (a fused QKV layer
 before the heads split) runs on the image too; each part leaves, and its way out merges with the heads split.
 """
@@ -26,6 +30,7 @@ from ..graph.constants import Constants
 from ..graph.graph_index import GraphIndex, attr
 from ..graph.shapes import TypeShape
 from .clamps import CLAMPS, FLOATS, WIDE
+from .flat_norms import flat_norm, restores
 from .layout import Family, image_constant
 from .qdq import per_tensor
 
@@ -126,6 +131,14 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
                 family = replace(plan.layer.input_family(plan, layout, image_of), transposed=False)
                 image_of[plan.output] = Image(family, plan.n)
             continue
+        if id(node) in moved:
+            continue   # (the norm and the second Reshape of a flat norm)
+        norm = flat_norm(node, image_of, consts, index)
+        if norm is not None:
+            image = image_of[node.input[0]]
+            moved.update((id(n), n) for n in norm)
+            image_of.update((n.output[0], image) for n in norm[:2 + restores(norm[2], image, consts)])
+            continue
         parts = _channel_split(node, image_of, consts, index) if splits else None
         if parts is not None:
             moved[id(node)] = node
@@ -151,8 +164,8 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
     while changed:
         changed = False
         for key, node in reversed(list(moved.items())):  # from the back: a trailing run unravels in one sweep
-            if node.op_type == "Split":
-                continue  # kept for the merge of its parts' ways out with the heads split, not to reach an FC layer
+            if node.op_type in ("Split", "Reshape", "BatchNormalization"):
+                continue  # kept for the merge of a Split's ways out with the heads split; a flat norm for its fold
             if not any(id(r) in reader_plan or id(r) in moved for r in image_readers(node.output[0])):
                 del moved[key]
                 del image_of[node.output[0]]

@@ -102,6 +102,11 @@ class _Images:
         em = self.em
         if node.op_type == "Split":
             return self._split(node)
+        if node.op_type == "Reshape":   # a flat norm's (flat_norms.py)
+            return self._flat_reshape(node)
+        if node.op_type == "BatchNormalization":   # ... and its norm, over the image's channels (axis 1)
+            self.image[node.output[0]] = self.em.again(node, self.image[node.input[0]], node.output[0] + "_image")
+            return
         image = self.region.image_of[node.output[0]]
         inputs = []
         for i in node.input:
@@ -127,6 +132,21 @@ class _Images:
         del new.output[:]
         new.output.append(out)
         em.nodes.append(new)
+
+    def _flat_reshape(self, node: onnx.NodeProto) -> None:
+        """One of a flat norm's Reshapes: on the image nothing, when its output is the image too; else the second,
+        which reshapes the rows on: it reads them from the image's way out."""
+        if node.output[0] in self.region.image_of:
+            self.image[node.output[0]] = self.image[node.input[0]]
+            self.relaid.update(i for i in node.input[1:] if i)
+            return
+        image = self.region.image_of[node.input[0]]
+        rows = self.em.names.fresh(node.input[0] + "_rows")
+        image.family.leave(self.em, self.image[node.input[0]], image.channels, rows, rows)
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.input[0] = rows
+        self.em.nodes.append(new)
 
     def _split(self, node: onnx.NodeProto) -> None:
         """The Split on the image's channels (axis 1), its sizes as they were (region._channel_split)."""
