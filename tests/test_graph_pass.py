@@ -20,7 +20,7 @@ def test_the_result_holds_the_model_and_what_each_step_changed():
     result = FcToConvPass().run(m)
     assert result.model is m and result.modified
     assert list(result.steps) == ["convert"] + [s.__name__ for s in AFTER_REWRITE]
-    assert result.steps == {"convert": True, "collapse_chains": False, "qdq_form": False,
+    assert result.steps == {"convert": True, "collapse_chains": False, "fuse_sibling_convs": False, "qdq_form": False,
                             "constants_second": False, "unfuse_skip_norms": False, "view_gathers": False,
                             "list_new_initializers": False}
     assert [c.key for c in result.converted] == ["#0"] and "Conv" in [n.op_type for n in m.graph.node]

@@ -4,6 +4,8 @@ function of the run and the target that returns whether it changed the model (Pa
 
     collapse_chains        merge the ways in and out with the model's own Reshapes and Transposes (simplify.py);
                            for a target that keeps the attention's chains, not those at its products
+    fuse_sibling_convs     for a target that wants it (onnxruntime), the Convs that read one image as one Conv and
+                           a Split (siblings.py)
     qdq_form               in a quantized model, QuantizeLinear next to the Conv and each layout op on integers a
                            QDQ node unit (qdq.py)
     constants_second       for a target that wants it (qnn), Mul(constant, x) as Mul(x, constant) (commute.py)
@@ -29,6 +31,7 @@ from .rewrite.cleanup import drop_identities, prune
 from .rewrite.commute import constants_second as swap
 from .rewrite.emit import Emitter
 from .rewrite.gather_views import view_gathers as view
+from .rewrite.siblings import fuse_siblings
 from .rewrite.skip_norms import split_skip_norms
 from .rewrite.qdq import layout_units, quantize_before_layout
 from .rewrite.simplify import find_chains, simplify
@@ -88,6 +91,24 @@ def collapse_chains(run: Run, target: Target) -> bool:
     return True
 
 
+def fuse_sibling_convs(run: Run, target: Target) -> bool:
+    """For a target that wants it (onnxruntime), each group of the pass's 1x1 Convs that read one image as one
+    Conv and a Split (siblings.py); innermost graphs first (see collapse_chains). Each layer's report notes it."""
+    if not target.fuse_siblings or not run.emitter.added:
+        return False
+    groups = {conv: group for g in reversed(list(graphs(run.model.graph)))
+              for conv, group in fuse_siblings(g, run.emitter.added, run.constants(g), run.emitter).items()}
+    layer_of = {c.conv: c for c in run.result.converted}
+    for conv, group in groups.items():
+        layers = [layer_of[n] for n in group if n in layer_of]
+        for layer in layers:
+            others = ", ".join(f"'{o.name}'" for o in layers if o is not layer)
+            layer.conv = conv
+            layer.notes.append(f"one Conv with {others}, their weights side by side and a Split after (onnxruntime "
+                               "folds the way in into its reorder only for a single Conv)")
+    return bool(groups)
+
+
 def qdq_form(run: Run, target: Target) -> bool:
     em, graph = run.emitter, run.model.graph
     if not em.added or not any(n.op_type == "QuantizeLinear" for g in graphs(graph) for n in g.node):
@@ -135,5 +156,5 @@ def list_new_initializers(run: Run, target: Target) -> bool:
     return True
 
 
-AFTER_REWRITE = (collapse_chains, qdq_form, constants_second, unfuse_skip_norms, view_gathers,
+AFTER_REWRITE = (collapse_chains, fuse_sibling_convs, qdq_form, constants_second, unfuse_skip_norms, view_gathers,
                  list_new_initializers)

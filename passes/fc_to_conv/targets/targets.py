@@ -158,10 +158,11 @@ class Target:
     split_skip_norms: bool = False    # onnxruntime's fused skip norms as Add + norm (rewrite/skip_norms.py)
     view_gathers: bool = False        # an identity Reshape between a Gather and its Conv (rewrite/gather_views.py)
     ranked_scalars: bool = False      # a single value beside an image as [1, 1, 1, 1] (rewrite/writer.py)
+    fuse_siblings: bool = False       # the Convs that read one image as one Conv and a Split (rewrite/siblings.py)
 
 
 TARGETS = {
-    "onnxruntime": Target(collapse_head_split=True, ranked_scalars=True, keeps=(KeepIntegerToFloat(
+    "onnxruntime": Target(collapse_head_split=True, ranked_scalars=True, fuse_siblings=True, keeps=(KeepIntegerToFloat(
         "a TensorRT-style quantized layer (Q -> DQ on its inputs, no QuantizeLinear after it), left for onnxruntime "
         "(--target onnxruntime), which runs it as one MatMulIntegerToFloat kernel and its Conv form as "
         "DequantizeLinear + float Conv (ModelOpt-style BERT 1.087x, ViT 1.124x the original's time converted)"),
