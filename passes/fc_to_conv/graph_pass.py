@@ -25,6 +25,7 @@ from .rewrite.region import analyse
 from .rewrite.writer import rewrite
 from .rules import RULES, Candidate, CheckContext, Plan, Rule, Skip, find_candidates
 from .steps import AFTER_REWRITE, Run
+from .targets.fusions import ranked
 from .targets.targets import TARGETS
 from .tune import Tuned
 from .rules.isolate import layer_model
@@ -67,8 +68,9 @@ class FcToConvPass:
         consts = run.constants(graph, outer)
         plans = self._plans(run, graph, consts, scope)
         region = analyse(list(graph.node), plans, consts.index, consts, run.shapes, self.layout,
-                         splits=self.target.collapse_head_split, clamps=self.target.clamps_as_max_min,
-                         ranked_scalars=self.target.ranked_scalars)
+                         splits=self.target.collapse_head_split, clamps=self.target.clamps_as_max_min)
+        if self.target.ranked_scalars:
+            region.ranked = ranked(region, consts, run.shapes, run.model)
         local = {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
         used_outer = {n for p in plans for n in (p.cand.w, p.cand.c) if n and n not in local}
         converted = rewrite(graph, consts, plans, run.emitter, self.layout, region,

@@ -58,7 +58,7 @@ class Region:
     exits: Set[str]
     reads_image: Dict[int, bool]   # plan node id -> its activation comes from an image of the region
     as_max_min: Dict[int, int] = field(default_factory=dict)   # moved Relu / Clip id -> its float type (clamps.py)
-    ranked_scalars: bool = False   # a moved binary op's single-value constant as [1, 1, 1, 1] (writer.py)
+    ranked: Set[int] = field(default_factory=set)   # moved binary ops whose single values go [1, 1, 1, 1] (writer.py)
 
 
 def _movable(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Constants, index: GraphIndex,
@@ -119,8 +119,7 @@ def _channel_split(node: onnx.NodeProto, image_of: Dict[str, Image], consts: Con
 
 
 def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, consts: Constants,
-            shapes: Dict[str, TypeShape], layout: str, splits: bool = False, clamps: bool = False,
-            ranked_scalars: bool = False) -> Region:
+            shapes: Dict[str, TypeShape], layout: str, splits: bool = False, clamps: bool = False) -> Region:
     plan_of = {id(p.cand.node): p for p in plans}
     image_of: Dict[str, Image] = {}
     moved: Dict[int, onnx.NodeProto] = {}
@@ -175,7 +174,7 @@ def analyse(nodes: List[onnx.NodeProto], plans: List[Plan], index: GraphIndex, c
              if t in index.graph_outputs or len(image_readers(t)) < len(index.consumers.get(t, []))}
     reads_image = {id(p.cand.node): p.layer.reads_image(p) and p.cand.x in image_of for p in plans}
     return Region(image_of, moved, exits, reads_image,
-                  _as_max_min(moved, image_of, index, shapes) if clamps else {}, ranked_scalars)
+                  _as_max_min(moved, image_of, index, shapes) if clamps else {})
 
 
 def _as_max_min(moved: Dict[int, onnx.NodeProto], image_of: Dict[str, Image], index: GraphIndex,

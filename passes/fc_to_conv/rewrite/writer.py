@@ -28,7 +28,7 @@ from .conv_inputs import ConvInputs
 from .emit import Emitter
 from .layout import Family, image_constant
 from .qdq import per_tensor
-from .region import BINARY, Region
+from .region import Region
 
 if TYPE_CHECKING:   # (rules/ builds on rewrite/'s layout; the rewrite reads Plans, never imports rules)
     from ..rules import Plan
@@ -119,7 +119,7 @@ class _Images:
                 self.relaid.add(i)
                 inputs.append(self._image_constant(i, relaid, image.channels, cf))
             else:
-                inputs.append(self._ranked(i) if i and node.op_type in BINARY and self.region.ranked_scalars else i)
+                inputs.append(self._ranked(i) if i and id(node) in self.region.ranked else i)
         out = em.names.fresh(node.output[0] + "_image")
         self.image[node.output[0]] = out
         if id(node) in self.region.as_max_min:
@@ -162,7 +162,8 @@ class _Images:
     def _ranked(self, name: str) -> str:
         """A single value as [1, 1, 1, 1], once per value: onnxruntime broadcasts a scalar (or [1]) over an image
         [B, C, 1, T] one row of T at a time (its broadcast stops at the 1), 2x an Add's time at T = 16; a
-        rank-4 operand runs as one span (README, Layout). One that a DequantizeLinear makes stays as it is."""
+        rank-4 operand runs as one span (README, Layout). One that a DequantizeLinear makes stays as it is, and
+        so do those of the ops onnxruntime fuses (targets/fusions.py: region.ranked leaves them out)."""
         value = self.consts.value(name)
         if value.ndim == 4 or per_tensor_dequantize(name, self.consts) is not None:
             return name
