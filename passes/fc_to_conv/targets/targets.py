@@ -15,7 +15,9 @@ onnxruntime  collapse everything; a block-quantized layer (int4 QDQ, MatMulNBits
              reorders around its Conv kernel (layout.py), and the collapsed chains move the least data.
              A single value beside an image (GELU's / sqrt2, + 1, * 0.5) becomes [1, 1, 1, 1]: onnxruntime
              broadcasts a scalar over [B, C, 1, T] one row of T at a time, 1.6x-2x an Add's time
-             (scripts/bench_broadcast.py); the families of issue 24 went from 1.11x-1.47x to 0.94x-1.30x.
+             (scripts/bench_broadcast.py); not in an op onnxruntime fuses (fusions.py asks it: its FastGelu
+             wants scalars). Layers reading one image are one Conv and a Split (rewrite/siblings.py): its NCHWc
+             transformer folds the way in into the reorder only for a single Conv.
 openvino     the chains at the attention products stay as the model wrote them; every other chain collapses.
              OpenVINO fuses the attention (MatMul -> Softmax -> MatMul) into one kernel only when Q, K and V
              arrive through the heads split's own Reshape -> Transpose and the context leaves through its own
