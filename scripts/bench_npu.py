@@ -13,9 +13,10 @@ new session; a session's cycles are summed over its QNN partitions, and the medi
 spread over its sessions is printed beside it).
 
 rknn: Rockchip's rknn-toolkit2 in its own venv (`python -m venv V && V/bin/pip install rknn-toolkit2==2.5.0`: it
-pins numpy < 2, onnx <= 1.18 and torch 2.4), run through scripts/rknn_sim.py on each file: an fp16 build for the
-RK3588, its estimated cycles (the layer table's totals), the layers on its NPU and CPU, and the simulator's outputs
-against onnxruntime's run of the original on the same inputs (max_abs / max|ref|). Batch 1, 16 tokens.
+pins numpy < 2, onnx <= 1.18 and torch 2.4), run through passes/fc_to_conv/toolchains/rknn_sim.py on each file:
+an fp16 build for the RK3588, its estimated cycles (the layer table's totals), the layers on its NPU and CPU, and
+the simulator's outputs against onnxruntime's run of the original on the same inputs (max_abs / max|ref|).
+Batch 1, 16 tokens.
 
 vela: Arm's Vela 5.2 in its own venv, through scripts/vela_sim.py on each file with its dynamic dims fixed (batch
 1, other dims 16): onnx2tf's full-integer int8 TFLite, compiled for the Ethos-U55-128 and the Ethos-U85-256, their
@@ -127,7 +128,7 @@ def _child(python, script, *args, cwd=None, timeout=1800):
 
 def rknn(models, targets, python):
     import numpy as np
-    here = os.path.join(ROOT, "scripts", "rknn_sim.py")
+    here = os.path.join(ROOT, "passes", "fc_to_conv", "toolchains", "rknn_sim.py")
     _header("original cycles (NPU/CPU layers, rel err)", "cycles / original (NPU/CPU layers, rel err)", targets)
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:

@@ -57,8 +57,9 @@ class Tuning:
 
     def lines(self) -> List[str]:
         again = f" against the original's {self.against.text()} in the same run" if self.against else ""
-        return [f"tuning: measured on {self.toolchain} ({self.measurements} measurement(s) of {self.rounds} "
-                f"interleaved rounds each): original {self.original.text()}, converted {self.converted.text()}, "
+        each = f"{self.rounds} interleaved rounds" if self.rounds > 1 else "one run"
+        return [f"tuning: measured on {self.toolchain} ({self.measurements} measurement(s) of {each} each): "
+                f"original {self.original.text()}, converted {self.converted.text()}, "
                 f"written {self.tuned.text()}{again}" + (f" = {self.ratio:.3f}x the original" if self.ratio else "")]
 
 
@@ -104,7 +105,7 @@ def _what(part: List[str], kind: List[List[str]], layers) -> str:
 
 class Tuner:
     def __init__(self, toolchain, attempt: Callable[[Dict[str, str]], Outcome], rounds: int = 5):
-        self.toolchain, self.attempt, self.rounds = toolchain, attempt, rounds
+        self.toolchain, self.attempt, self.rounds = toolchain, attempt, getattr(toolchain, "rounds", 0) or rounds
         self.folder = ""            # models held in memory are written here to be measured, removed after tune()
         self.measurements = 0
 

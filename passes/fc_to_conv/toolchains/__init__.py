@@ -54,12 +54,12 @@ class Cost:
 
 
 def _registry() -> Dict[str, object]:
-    from . import ncnn_cpu, onnxruntime_cpu, openvino_cpu, qnn
+    from . import ncnn_cpu, onnxruntime_cpu, openvino_cpu, qnn, rknn_npu
     return {"onnxruntime": onnxruntime_cpu.TOOLCHAIN, "openvino": openvino_cpu.TOOLCHAIN, "qnn": qnn.TOOLCHAIN,
-            "ncnn": ncnn_cpu.TOOLCHAIN}
+            "ncnn": ncnn_cpu.TOOLCHAIN, "rknn": rknn_npu.TOOLCHAIN}
 
 
-TOOLCHAINS = ("onnxruntime", "openvino", "qnn", "ncnn")
+TOOLCHAINS = ("onnxruntime", "openvino", "qnn", "ncnn", "rknn")
 
 
 def require(name: str, threads: int = 1, shapes: Optional[Dict[str, List[int]]] = None,

@@ -1,12 +1,14 @@
 """Rockchip's RKNN compiler and simulator on one model: run with the Python of rknn-toolkit2's own venv (it pins
-numpy < 2, onnx <= 1.18 and torch 2.4, so it cannot share fc2conv's), called by scripts/bench_npu.py:
+numpy < 2, onnx <= 1.18 and torch 2.4, so it cannot share fc2conv's), by its path (it imports nothing of
+fc2conv's), called by the rknn toolchain (rknn_npu.py, --tune: not named rknn.py, as this folder is first on the
+path here and `rknn` is rknn-toolkit2's) and by scripts/bench_npu.py:
 
-    /path/to/rknn-venv/bin/python scripts/rknn_sim.py MODEL.onnx INPUTS.npz OUT.npz [--platform rk3588]
+    R/bin/python passes/fc_to_conv/toolchains/rknn_sim.py MODEL.onnx INPUTS.npz OUT.npz [--platform rk3588]
 
 Builds the model for the platform in fp16 (no quantization), runs the simulator on the inputs, saves its outputs to
-OUT.npz (the build log beside it, OUT.npz.log) and prints one JSON line: the summed per-layer "Total" cycles of the build log's layer table (estimated for
-the platform; the simulator itself is not cycle-accurate), how many layers RKNN placed on the NPU and on the CPU, and
-the error, if any. Inputs in the npz fix every dynamic dim. RKNN writes check*.onnx files into the current
+OUT.npz (the build log beside it, OUT.npz.log) and prints one JSON line: the summed per-layer "Total" cycles of the
+build log's layer table (estimated for the platform; the simulator itself is not cycle-accurate), how many layers
+RKNN placed on the NPU and on the CPU, and the error, if any. Inputs in the npz fix every dynamic dim. RKNN writes check*.onnx files into the current
 directory: run it in a scratch folder.
 """
 import argparse
