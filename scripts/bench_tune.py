@@ -53,8 +53,8 @@ def main(argv=None) -> None:
                 print(f"| {name} | not tuned: {report.text().splitlines()[-1]} | | | | | |")
                 continue
             converted = t.converted.value / t.original.value if t.converted.value and t.original.value else None
-            fmt = lambda r: f"{r:.3f}x" if r else "does not load"
-            print(f"| {name} | {t.original.text()} | {fmt(converted)} | {fmt(t.ratio)} | "
+            fmt = lambda r, cost: f"{r:.3f}x" if r else cost.text()   # (no ratio to an original that does not run)
+            print(f"| {name} | {t.original.text()} | {fmt(converted, t.converted)} | {fmt(t.ratio, t.tuned)} | "
                   f"{len(report.converted)} / {len(report.tuned)} | {t.measurements} | {took:.0f} s |", flush=True)
 
 

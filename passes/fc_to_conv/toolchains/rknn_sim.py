@@ -8,8 +8,8 @@ path here and `rknn` is rknn-toolkit2's) and by scripts/bench_npu.py:
 Builds the model for the platform in fp16 (no quantization), runs the simulator on the inputs, saves its outputs to
 OUT.npz (the build log beside it, OUT.npz.log) and prints one JSON line: the summed per-layer "Total" cycles of the
 build log's layer table (estimated for the platform; the simulator itself is not cycle-accurate), how many layers
-RKNN placed on the NPU and on the CPU, and the error, if any. Inputs in the npz fix every dynamic dim. RKNN writes check*.onnx files into the current
-directory: run it in a scratch folder.
+RKNN placed on the NPU and on the CPU, and the error, if any. Inputs in the npz fix every dynamic dim. RKNN writes
+check*.onnx files into the current directory: run it in a scratch folder.
 """
 import argparse
 import json
@@ -60,7 +60,8 @@ def main():
                 raise RuntimeError("inference failed")
             np.savez(a.out, *outs)
         except Exception as exc:  # the toolchain refused or crashed on the model: that is the finding
-            result["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            lines = [x for x in str(exc).splitlines() if x.strip()]   # RKNN's own messages carry a traceback:
+            result["error"] = f"{type(exc).__name__}: {lines[-1][:200] if lines else ''}"   # its last line says why
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
